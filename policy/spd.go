@@ -24,11 +24,18 @@ func (s span) containsAddr(a netip.Addr) bool {
 
 func (s span) anyPort() bool { return s.portLo == 0 && s.portHi == 0xffff }
 
+// containsPort matches a packet's port. An opaque packet (ports
+// unreadable, or a protocol without ports) matches only selectors that
+// accept any port or the OPAQUE selector (portLo > portHi, RFC 4301
+// §4.4.1.1); the OPAQUE selector matches nothing else.
 func (s span) containsPort(p uint16, opaque bool) bool {
 	if s.anyPort() {
 		return true
 	}
-	return !opaque && s.portLo <= p && p <= s.portHi
+	if opaque || s.portLo > s.portHi {
+		return opaque && s.portLo > s.portHi
+	}
+	return s.portLo <= p && p <= s.portHi
 }
 
 // width returns the number of addresses in the range minus one, as a
@@ -69,7 +76,14 @@ func compareSpecificity(a, b span) int {
 		}
 		return 1
 	}
-	return cmp.Compare(a.portHi-a.portLo, b.portHi-b.portLo)
+	return cmp.Compare(a.portWidth(), b.portWidth())
+}
+
+func (s span) portWidth() int {
+	if s.portLo > s.portHi {
+		return 0 // OPAQUE is as specific as one port
+	}
+	return int(s.portHi - s.portLo)
 }
 
 // Policy is the compiled traffic selectors of one SA pair: the cross
@@ -85,8 +99,8 @@ func policyFromSpans(local, remote []span) (*Policy, error) {
 		return nil, fmt.Errorf("policy needs local and remote selectors (got %d local, %d remote)", len(local), len(remote))
 	}
 	for _, sp := range append(slices.Clone(local), remote...) {
-		if !sp.lo.IsValid() || sp.lo.Is4() != sp.hi.Is4() || sp.hi.Less(sp.lo) || sp.portHi < sp.portLo {
-			return nil, fmt.Errorf("invalid selector range %v-%v ports %d-%d", sp.lo, sp.hi, sp.portLo, sp.portHi)
+		if !sp.lo.IsValid() || sp.lo.Is4() != sp.hi.Is4() || sp.hi.Less(sp.lo) {
+			return nil, fmt.Errorf("invalid selector address range %v-%v", sp.lo, sp.hi)
 		}
 	}
 	return &Policy{local: slices.Clone(local), remote: slices.Clone(remote)}, nil

@@ -34,9 +34,10 @@ type Tuple struct {
 	Proto    uint8
 	SrcPort  uint16
 	DstPort  uint16
-	// Opaque is set when the ports could not be read (a non-first
-	// fragment, an ESP/AH inner payload, a truncated header): such a packet
-	// matches only selectors that accept any port (RFC 4301 §4.4.1.1 OPAQUE).
+	// Opaque is set when the packet has no ports to read (a non-first
+	// fragment, a protocol without ports such as GRE or ESP, a truncated
+	// header): such a packet matches only selectors that accept any port or
+	// the OPAQUE selector (RFC 4301 §4.4.1.1).
 	Opaque bool
 }
 
@@ -161,9 +162,9 @@ func readPorts(t *Tuple, l4 []byte) {
 		}
 		t.SrcPort = uint16(l4[0])<<8 | uint16(l4[1])
 		t.DstPort = t.SrcPort
-	case protoNoNext:
 	default:
-		// Protocols without ports (ESP, AH, GRE, …): only the protocol
-		// and addresses select.
+		// Protocols without ports (ESP, AH, GRE, …) are opaque: only
+		// selectors that accept any port (or OPAQUE) match them.
+		t.Opaque = true
 	}
 }

@@ -85,7 +85,7 @@ func TestParseTuple(t *testing.T) {
 		{"v4 truncated tcp is opaque", ipv4(6, "10.1.0.2", "10.2.0.2", 0, nil, []byte{1, 2}),
 			Tuple{Src: a4, Dst: b4, Proto: 6, Opaque: true}, nil},
 		{"v4 gre has no ports", ipv4(47, "10.1.0.2", "10.2.0.2", 0, nil, ports(1, 2)),
-			Tuple{Src: a4, Dst: b4, Proto: 47}, nil},
+			Tuple{Src: a4, Dst: b4, Proto: 47, Opaque: true}, nil},
 		{"v4 short", ipv4(6, "10.1.0.2", "10.2.0.2", 0, nil, nil)[:19], Tuple{}, ErrShortPacket},
 		{"v4 ihl too small", func() []byte { b := ipv4(6, "10.1.0.2", "10.2.0.2", 0, nil, nil); b[0] = 0x44; return b }(), Tuple{}, ErrBadHeader},
 		{"v4 ihl beyond packet", func() []byte { b := ipv4(6, "10.1.0.2", "10.2.0.2", 0, nil, nil); b[0] = 0x4f; return b }(), Tuple{}, ErrBadHeader},
@@ -110,7 +110,7 @@ func TestParseTuple(t *testing.T) {
 		{"v6 later fragment opaque", ipv6("fd01::2", "fd02::2", 44, [][]byte{fragHdr(17, 100)}, ports(7, 9)),
 			Tuple{Src: a6, Dst: b6, Proto: 17, Opaque: true}, nil},
 		{"v6 no next header", ipv6("fd01::2", "fd02::2", 59, nil, nil),
-			Tuple{Src: a6, Dst: b6, Proto: 59}, nil},
+			Tuple{Src: a6, Dst: b6, Proto: 59, Opaque: true}, nil},
 		{"v6 ext header overruns", ipv6("fd01::2", "fd02::2", 0, [][]byte{ext(6, 0)[:4]}, nil), Tuple{}, ErrBadHeader},
 		{"v6 ext header length overruns", ipv6("fd01::2", "fd02::2", 0, [][]byte{{6, 200, 0, 0, 0, 0, 0, 0}}, nil), Tuple{}, ErrBadHeader},
 		{"v6 too many ext headers", ipv6("fd01::2", "fd02::2", 60, [][]byte{
