@@ -2,14 +2,9 @@ package ah
 
 import (
 	"encoding/binary"
-	"errors"
 
 	"github.com/isle-ipsec/isle/sa"
 )
-
-// errNotAH is returned for an SA of another protocol: a wiring mistake,
-// not a property of the packet.
-var errNotAH = errors.New("ah: not an AH SA")
 
 // Overhead returns the headroom Seal needs in front of the inner packet:
 // the outer IPv4 or IPv6 header (by the family of the SA's remote
@@ -50,17 +45,30 @@ func ipHeaderLen(version int) int {
 //
 // Errors (unwrapped sa sentinels): sa.ErrNoRoom when off is smaller than
 // Overhead(s) or the range is outside buf, sa.ErrMalformed when the inner
-// packet is not IPv4/IPv6 or the outer packet would exceed 65535 bytes,
-// sa.ErrSeqExhausted for a 64-bit seq without ESN, sa.ErrExpired after
-// the SA expired.
+// packet is not IPv4/IPv6, the outer packet would exceed 65535 bytes or s
+// is not an AH SA, sa.ErrSeqExhausted for seq 0 or a 64-bit seq without
+// ESN, sa.ErrExpired after the SA expired.
+//
+// Like esp.Seal, Seal counts the packet on the SA (s.CountOut, which also
+// enforces the byte and packet lifetimes) or the drop (s.CountDrop).
 func Seal(s *sa.SA, seq uint64, buf []byte, off, n int) ([]byte, error) {
-	if s.Protocol() != sa.ProtoAH {
-		return nil, errNotAH
+	pkt, err := seal(s, seq, buf, off, n)
+	if err != nil {
+		s.CountDrop(sa.ReasonOf(err))
+		return nil, err
 	}
+	s.CountOut(n)
+	return pkt, nil
+}
+
+func seal(s *sa.SA, seq uint64, buf []byte, off, n int) ([]byte, error) {
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
-	if !s.ESN() && seq>>32 != 0 {
+	if s.Protocol() != sa.ProtoAH {
+		return nil, sa.ErrMalformed
+	}
+	if seq == 0 || (!s.ESN() && seq>>32 != 0) {
 		return nil, sa.ErrSeqExhausted
 	}
 	v := outerVersion(s)
@@ -162,14 +170,26 @@ func Seal(s *sa.SA, seq uint64, buf []byte, off, n int) ([]byte, error) {
 // ICV and its padding, the inner packet and, with ESN, the inferred high
 // half of the sequence number.
 //
-// Errors (unwrapped sa sentinels): sa.ErrMalformed, sa.ErrUnknownSPI,
-// sa.ErrReplayed, sa.ErrAuthFailed, sa.ErrExpired.
+// Errors (unwrapped sa sentinels): sa.ErrMalformed, sa.ErrUnknownSPI
+// (also for an SA that is not AH), sa.ErrReplayed, sa.ErrAuthFailed,
+// sa.ErrExpired. Like esp.Open, Open counts the packet on the SA
+// (s.CountIn, which enforces the lifetimes) or the drop (s.CountDrop).
 func Open(s *sa.SA, pkt []byte) (inner []byte, nextHeader uint8, err error) {
-	if s.Protocol() != sa.ProtoAH {
-		return nil, 0, errNotAH
+	inner, nextHeader, err = open(s, pkt)
+	if err != nil {
+		s.CountDrop(sa.ReasonOf(err))
+		return nil, 0, err
 	}
+	s.CountIn(len(inner))
+	return inner, nextHeader, nil
+}
+
+func open(s *sa.SA, pkt []byte) (inner []byte, nextHeader uint8, err error) {
 	if err := s.Err(); err != nil {
 		return nil, 0, err
+	}
+	if s.Protocol() != sa.ProtoAH {
+		return nil, 0, sa.ErrUnknownSPI
 	}
 	icvLen := s.Integ().ICVSize()
 	l, ok := locate(pkt, icvLen)

@@ -57,8 +57,8 @@ func newPair(t testing.TB, alg sa.IntegAlg, outer int, esn bool, window uint32) 
 	return pair{out, newSA(t, p)}
 }
 
-// seal seals a copy of inner with seq and returns the outer packet.
-func seal(t testing.TB, s *sa.SA, seq uint64, inner []byte) []byte {
+// sealCopy seals a copy of inner with seq and returns the outer packet.
+func sealCopy(t testing.TB, s *sa.SA, seq uint64, inner []byte) []byte {
 	t.Helper()
 	head := Overhead(s)
 	buf := make([]byte, head+len(inner))
@@ -84,7 +84,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 								t.Fatal(err)
 							}
 							in := innerPacket(innerV, n)
-							pkt := seal(t, p.out, seq, in)
+							pkt := sealCopy(t, p.out, seq, in)
 							if want := Overhead(p.out) + n; len(pkt) != want {
 								t.Fatalf("sealed %d bytes, want %d", len(pkt), want)
 							}
@@ -109,17 +109,17 @@ func TestSealOpenRoundTrip(t *testing.T) {
 // TestOuterHeader checks the fields Seal builds rather than copies.
 func TestOuterHeader(t *testing.T) {
 	p := newPair(t, sa.IntegHMACSHA256128, 4, false, 0)
-	pkt := seal(t, p.out, 0x10203, innerPacket(4, 100))
+	pkt := sealCopy(t, p.out, 0x10203, innerPacket(4, 100))
 	if pkt[1] != 0xb9 || pkt[6] != 0x40 || pkt[8] != defaultTTL || pkt[9] != protoAH ||
 		binary.BigEndian.Uint16(pkt[4:]) != 0x0203 || ipv4Checksum(pkt[:20]) != 0 {
 		t.Errorf("IPv4 outer header %x", pkt[:20])
 	}
-	pkt = seal(t, p.out, 7, innerPacket(6, 100))
+	pkt = sealCopy(t, p.out, 7, innerPacket(6, 100))
 	if pkt[1] != 0xb8 || pkt[6] != 0 || pkt[8] != defaultTTL {
 		t.Errorf("IPv4 outer header for IPv6 inner %x", pkt[:20])
 	}
 	p = newPair(t, sa.IntegHMACSHA256128, 6, false, 0)
-	pkt = seal(t, p.out, 7, innerPacket(6, 100))
+	pkt = sealCopy(t, p.out, 7, innerPacket(6, 100))
 	if !bytes.Equal(pkt[:4], []byte{0x6b, 0x80, 0, 0}) || pkt[6] != protoAH || pkt[7] != defaultTTL ||
 		int(binary.BigEndian.Uint16(pkt[4:])) != len(pkt)-40 {
 		t.Errorf("IPv6 outer header %x", pkt[:40])
@@ -165,7 +165,7 @@ func TestBitFlips(t *testing.T) {
 					// Window 0: no replay state, so every variant is judged
 					// on its ICV alone.
 					p := newPair(t, alg, outer, esn, 0)
-					orig := seal(t, p.out, 5, innerPacket(4, 48))
+					orig := sealCopy(t, p.out, 5, innerPacket(4, 48))
 					for i := range orig {
 						for b := uint(0); b < 8; b++ {
 							pkt := bytes.Clone(orig)
@@ -209,7 +209,7 @@ func TestMutableFieldsStillVerify(t *testing.T) {
 		t.Run(fmt.Sprintf("v%d/%s", c.outer, c.name), func(t *testing.T) {
 			p := newPair(t, sa.IntegHMACSHA512256, c.outer, true, 64)
 			in := innerPacket(6, 200)
-			pkt := seal(t, p.out, 9, in)
+			pkt := sealCopy(t, p.out, 9, in)
 			c.mutate(pkt)
 			got, _, err := Open(p.in, pkt)
 			if err != nil || !bytes.Equal(got, in) {
@@ -290,6 +290,7 @@ func TestSealErrors(t *testing.T) {
 		{"not IP", p.out, 1, append(make([]byte, head), 0x15, 0, 0, 0), head, 4, sa.ErrMalformed, ""},
 		{"short IPv4", p.out, 1, append(make([]byte, head), in[:19]...), head, 19, sa.ErrMalformed, ""},
 		{"64-bit seq without ESN", p.out, 1 << 32, buf, head, len(in), sa.ErrSeqExhausted, ""},
+		{"seq 0", p.out, 0, buf, head, len(in), sa.ErrSeqExhausted, ""},
 		{"too big", p.out, 1, append(make([]byte, head), innerPacket(4, 65535-head+1)...), head, 65535 - head + 1, sa.ErrMalformed, ""},
 	}
 	for _, c := range cases {
@@ -310,9 +311,9 @@ func TestSealErrors(t *testing.T) {
 
 func TestOpenErrors(t *testing.T) {
 	p := newPair(t, sa.IntegHMACSHA256128, 4, false, 64)
-	good := seal(t, p.out, 3, innerPacket(4, 60))
+	good := sealCopy(t, p.out, 3, innerPacket(4, 60))
 	p6 := newPair(t, sa.IntegHMACSHA256128, 6, false, 64)
-	good6 := seal(t, p6.out, 3, innerPacket(4, 60))
+	good6 := sealCopy(t, p6.out, 3, innerPacket(4, 60))
 	other := newSA(t, saParams{integ: sa.IntegHMACSHA256128, key: testKey(sa.IntegHMACSHA256128),
 		spi: 0x9999, local: outerAddrs[4][1], remote: outerAddrs[4][0], inbound: true})
 	withRouting := func(segLeft byte) []byte {
@@ -364,7 +365,7 @@ func TestOpenErrors(t *testing.T) {
 	})
 	t.Run("authentic but not IP inside", func(t *testing.T) {
 		q := newPair(t, sa.IntegHMACSHA256128, 4, false, 64)
-		pkt := seal(t, q.out, 1, innerPacket(4, 60))
+		pkt := sealCopy(t, q.out, 1, innerPacket(4, 60))
 		// Reseal by hand with next header 59 (no next header).
 		pkt[20] = 59
 		resign(t, q.out, pkt, 4)
@@ -415,6 +416,29 @@ func resign(t *testing.T, s *sa.SA, pkt []byte, outer int) {
 	c.MACStart()
 	c.MACWrite(z)
 	copy(icv, c.MACSum())
+}
+
+// TestCounters: like esp, ah counts packets and drops on the SA.
+func TestCounters(t *testing.T) {
+	p := newPair(t, sa.IntegHMACSHA1_96, 6, false, 64)
+	in := innerPacket(4, 100)
+	pkt := sealCopy(t, p.out, 1, in)
+	if _, err := Seal(p.out, 2, make([]byte, 10), 0, 10); err != sa.ErrNoRoom {
+		t.Fatalf("Seal: %v", err)
+	}
+	if _, _, err := Open(p.in, pkt); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Open(p.in, pkt); err != sa.ErrReplayed {
+		t.Fatalf("replay: %v", err)
+	}
+	out, got := p.out.Stats(), p.in.Stats()
+	if out.PacketsOut != 1 || out.BytesOut != 100 || out.Drops[sa.ReasonNoRoom] != 1 {
+		t.Errorf("outbound stats %+v", out)
+	}
+	if got.PacketsIn != 1 || got.BytesIn != 100 || got.Drops[sa.ReasonReplayed] != 1 {
+		t.Errorf("inbound stats %+v", got)
+	}
 }
 
 func TestZeroAllocs(t *testing.T) {

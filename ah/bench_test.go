@@ -37,7 +37,7 @@ func BenchmarkOpen(b *testing.B) {
 				// Window 0 so the same packet opens on every iteration;
 				// the replay bookkeeping is then a single atomic load.
 				p := newPair(b, alg, 4, true, 0)
-				pkt := seal(b, p.out, 1, innerPacket(4, n))
+				pkt := sealCopy(b, p.out, 1, innerPacket(4, n))
 				b.SetBytes(int64(n))
 				b.ReportAllocs()
 				for b.Loop() {

@@ -43,7 +43,7 @@ func FuzzOpen(f *testing.F) {
 	var sealed [][]byte
 	for i, s := range []*sa.SA{out4, out6} {
 		for j, v := range []int{4, 6} {
-			pkt := seal(f, s, uint64(1+i*2+j), innerPacket(v, 40+j*30))
+			pkt := sealCopy(f, s, uint64(1+i*2+j), innerPacket(v, 40+j*30))
 			sealed = append(sealed, normalize(pkt))
 			f.Add(pkt)
 		}

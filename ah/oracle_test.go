@@ -81,7 +81,7 @@ func TestScapyOpensSealed(t *testing.T) {
 						seq &= 0xffffffff
 					}
 					in := innerPacket(innerV, 40+i*37%700)
-					pkt := seal(t, p.out, seq, in)
+					pkt := sealCopy(t, p.out, seq, in)
 					name := fmt.Sprintf("%v/v%din%d/esn=%v/seq=%#x", alg, innerV, outer, esn, seq)
 					req := oracleRequest{Name: name, Proto: "AH", Integ: alg.String(),
 						IntegKey: hex.EncodeToString(testKey(alg)), SPI: p.out.SPI(), ESN: esn,
@@ -122,7 +122,7 @@ func TestScapyOpensSealed(t *testing.T) {
 // one key must not open under another, or the test above proves nothing.
 func TestScapyRejectsOtherKey(t *testing.T) {
 	p := newPair(t, sa.IntegHMACSHA256128, 4, false, 0)
-	pkt := seal(t, p.out, 1, innerPacket(4, 80))
+	pkt := sealCopy(t, p.out, 1, innerPacket(4, 80))
 	key := testKey(sa.IntegHMACSHA256128)
 	key[0] ^= 1
 	res := runOracle(t, []oracleRequest{{Name: "x", Proto: "AH", Integ: "HMAC_SHA2_256_128",
