@@ -1,0 +1,393 @@
+// Package dataplane moves packets between the TUN device that carries the
+// protected networks' cleartext and the sockets that carry ESP and AH to
+// the peers: TUN → SPD lookup → seal → socket, and socket → SAD lookup by
+// SPI → open → inbound policy check → TUN.
+//
+// One goroutine reads each source (the TUN device, the NAT-T UDP socket,
+// one raw socket per outer family and protocol) into its own buffer, which
+// has headroom in front of the packet and tailroom behind it so that esp
+// and ah seal and open in place: nothing is allocated per packet on the
+// IPv4 paths. Batching (recvmmsg/sendmmsg, TUN offloads) comes later and
+// keeps this shape.
+//
+// Packets to a peer can never loop back into the TUN device: AddChild
+// refuses an SA whose peer address lies inside its own remote selectors,
+// which are the only routes pointing at the device.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/isle-ipsec/isle/policy"
+	"github.com/isle-ipsec/isle/sa"
+)
+
+// Buffer layout: the inner packet is read at headroom, so that the outer
+// headers the engines write in front of it fit, and the trailer (padding,
+// ICV) fits behind it.
+const (
+	headroom = 128
+	tailroom = 128
+	maxPkt   = 65535
+	bufSize  = headroom + maxPkt + tailroom
+)
+
+// Config is what New needs to bring the dataplane up.
+type Config struct {
+	Interface string // TUN device name, e.g. "isle0"
+	MTU       int    // TUN device MTU
+	NATTPort  int    // UDP port of ESP-in-UDP (and IKE NAT-T); 0 = no UDP socket
+	// OuterMTU, when non-zero, is the largest outer packet to send; zero
+	// means the MTU of the interface the route to each peer goes through.
+	OuterMTU int
+	// NoMSSClamp turns off TCP MSS clamping, which is on by default.
+	NoMSSClamp bool
+	Logger     *slog.Logger
+	// IKE, when set, receives the datagrams on the NAT-T port that carry
+	// the non-ESP marker (RFC 3948 §2.2), without the marker. It must not
+	// keep pkt after returning.
+	IKE func(pkt []byte, from netip.AddrPort)
+}
+
+// Child is one pair of SAs and the selectors they protect, as the manual
+// configuration or the negotiator installs it.
+type Child struct {
+	Name          string
+	Local, Remote []policy.Selector
+	Out, In       *sa.SA
+}
+
+// child is an installed Child with what the hot path needs precomputed.
+type child struct {
+	Child
+	policy   *policy.Policy
+	maxInner int    // largest inner packet that fits the outer MTU
+	mss4     uint16 // clamp for TCP over IPv4 inside this SA
+	mss6     uint16
+	dst      outerDst
+	prefixes []netip.Prefix // remote prefixes routed into the TUN
+}
+
+// Dataplane is a running data path. Its methods are safe for concurrent use.
+type Dataplane struct {
+	cfg  Config
+	log  *slog.Logger
+	tun  tun.Device
+	link *tunLink
+
+	udp   *net.UDPConn
+	raw   [2][2]*rawSocket // [family 0=v4 1=v6][0=ESP 1=AH]
+	espTx [2]*rawWriter    // ESP over raw IP, kernel builds the outer header
+	ahTx  [2]*rawWriter    // AH over raw IP, header included
+
+	spd policy.SPD[*child]
+	sad atomic.Pointer[map[uint32]*child] // inbound SPI → child; copied on write
+
+	mu       sync.Mutex // serialises AddChild/RemoveChild
+	children map[string]*child
+
+	ctr    counters
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// New creates the TUN device and the sockets and starts the workers. The
+// device is up but routes nothing until AddChild installs an SA pair.
+func New(cfg Config) (*Dataplane, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = 1400
+	}
+	if cfg.MTU < 576 || cfg.MTU > maxPkt-headroom {
+		return nil, fmt.Errorf("dataplane: MTU %d out of range", cfg.MTU)
+	}
+	d := &Dataplane{cfg: cfg, log: cfg.Logger, children: map[string]*child{}}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	empty := map[uint32]*child{}
+	d.sad.Store(&empty)
+
+	var err error
+	if d.tun, err = createTUN(cfg.Interface, cfg.MTU); err != nil {
+		return nil, fmt.Errorf("dataplane: TUN %q: %w", cfg.Interface, err)
+	}
+	if d.link, err = configureTUN(cfg.Interface, cfg.MTU); err != nil {
+		d.tun.Close()
+		return nil, fmt.Errorf("dataplane: TUN %q: %w", cfg.Interface, err)
+	}
+	if err := d.openSockets(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.start()
+	d.log.Info("dataplane up", "interface", cfg.Interface, "mtu", cfg.MTU, "natt_port", cfg.NATTPort)
+	return d, nil
+}
+
+func (d *Dataplane) openSockets() error {
+	if d.cfg.NATTPort != 0 {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{Port: d.cfg.NATTPort})
+		if err != nil {
+			return fmt.Errorf("dataplane: NAT-T socket on port %d: %w", d.cfg.NATTPort, err)
+		}
+		d.udp = c
+		// Let the kernel fragment outer packets rather than refuse them:
+		// the inner packets that must not be fragmented were answered
+		// with ICMP "too big" before sealing.
+		if err := setSockoptInt(c, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT); err != nil {
+			return fmt.Errorf("dataplane: NAT-T socket: %w", err)
+		}
+		if err := setSockoptInt(c, unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DONT); err != nil {
+			d.log.Debug("NAT-T socket is IPv4 only", "err", err)
+		}
+	}
+	for fam := range 2 {
+		for i, proto := range []int{unix.IPPROTO_ESP, unix.IPPROTO_AH} {
+			r, err := openRaw(fam == 1, proto, proto == unix.IPPROTO_AH)
+			if err != nil {
+				if fam == 1 {
+					// A host without IPv6 still runs IPv4 tunnels.
+					d.log.Warn("no IPv6 raw socket; IPv6 outer addresses unavailable", "proto", proto, "err", err)
+					continue
+				}
+				return fmt.Errorf("dataplane: raw socket for IP protocol %d: %w", proto, err)
+			}
+			d.raw[fam][i] = r
+			w := &rawWriter{sock: r}
+			w.fn = w.write
+			if proto == unix.IPPROTO_ESP {
+				d.espTx[fam] = w
+			} else {
+				d.ahTx[fam] = w
+			}
+		}
+	}
+	return nil
+}
+
+func (d *Dataplane) start() {
+	d.wg.Add(1)
+	go d.tunLoop()
+	if d.udp != nil {
+		d.wg.Add(1)
+		go d.udpLoop()
+	}
+	for fam := range 2 {
+		for i := range 2 {
+			if r := d.raw[fam][i]; r != nil {
+				d.wg.Add(1)
+				go d.rawLoop(r, fam == 1, i == 1)
+			}
+		}
+	}
+}
+
+// Close stops the workers, removes the routes and rules, and deletes the
+// TUN device. It is idempotent.
+func (d *Dataplane) Close() error {
+	if !d.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	d.cancel()
+	d.mu.Lock()
+	for _, c := range d.children {
+		d.unroute(c)
+	}
+	d.mu.Unlock()
+	var errs []error
+	if d.udp != nil {
+		errs = append(errs, d.udp.Close())
+	}
+	for fam := range 2 {
+		for i := range 2 {
+			if r := d.raw[fam][i]; r != nil {
+				errs = append(errs, r.Close())
+			}
+		}
+	}
+	if d.tun != nil {
+		errs = append(errs, d.tun.Close())
+	}
+	d.wg.Wait()
+	d.log.Info("dataplane down", "interface", d.cfg.Interface)
+	return errors.Join(errs...)
+}
+
+// AddChild installs an SA pair: inbound SPI into the SAD, selectors into
+// the SPD, and routes for the remote selectors through the TUN device. A
+// child of the same name is replaced (make-before-break: the new outbound
+// SA is used from the moment the call returns; the old inbound SPI stays
+// until RemoveChild or the next AddChild of that name).
+func (d *Dataplane) AddChild(c Child) error {
+	if c.Out == nil || c.In == nil {
+		return fmt.Errorf("dataplane: child %q needs an inbound and an outbound SA", c.Name)
+	}
+	if c.Out.Inbound() || !c.In.Inbound() {
+		return fmt.Errorf("dataplane: child %q: SA directions swapped", c.Name)
+	}
+	pol, err := policy.NewPolicy(c.Local, c.Remote)
+	if err != nil {
+		return fmt.Errorf("dataplane: child %q: %w", c.Name, err)
+	}
+	peer := c.Out.Remote().Addr().Unmap()
+	for _, p := range pol.Remote() {
+		if p.Contains(peer) {
+			return fmt.Errorf("dataplane: child %q: peer address %v lies inside remote selector %v: "+
+				"ESP to the peer would be routed back into the tunnel", c.Name, peer, p)
+		}
+	}
+	if c.Out.Mode() != sa.ModeTunnel {
+		return fmt.Errorf("dataplane: child %q: only tunnel mode is supported", c.Name)
+	}
+	fam := 0
+	if peer.Is6() {
+		fam = 1
+	}
+	if c.Out.Encap() && d.udp == nil {
+		return fmt.Errorf("dataplane: child %q: UDP encapsulation needs natt_port", c.Name)
+	}
+	if !c.Out.Encap() && d.raw[fam][protoIndex(c.Out.Protocol())] == nil {
+		return fmt.Errorf("dataplane: child %q: no raw socket for %v over IPv%d", c.Name, c.Out.Protocol(), 4+2*fam)
+	}
+	ch := &child{Child: c, policy: pol, dst: newOuterDst(c.Out.Remote(), d.cfg.NATTPort)}
+	outerMTU := d.cfg.OuterMTU
+	if outerMTU == 0 {
+		if outerMTU, err = routeMTU(peer); err != nil {
+			return fmt.Errorf("dataplane: child %q: route to peer %v: %w", c.Name, peer, err)
+		}
+	}
+	ch.maxInner = min(maxInner(c.Out, outerMTU), d.cfg.MTU)
+	// MSS = largest inner packet minus the IP and TCP headers (RFC 879,
+	// RFC 8200 §8.3 for IPv6).
+	ch.mss4 = uint16(max(ch.maxInner-40, 536))
+	ch.mss6 = uint16(max(ch.maxInner-60, 1220))
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed.Load() {
+		return errors.New("dataplane: closed")
+	}
+	old := d.children[c.Name]
+	sad := *d.sad.Load()
+	if other, ok := sad[c.In.SPI()]; ok && other.Name != c.Name {
+		return fmt.Errorf("dataplane: child %q: inbound SPI %#08x already used by %q", c.Name, c.In.SPI(), other.Name)
+	}
+	if err := d.route(ch); err != nil {
+		return fmt.Errorf("dataplane: child %q: %w", c.Name, err)
+	}
+	next := make(map[uint32]*child, len(sad)+1)
+	for k, v := range sad {
+		next[k] = v
+	}
+	next[c.In.SPI()] = ch
+	d.sad.Store(&next)
+	d.spd.Install(c.Name, pol, ch)
+	d.children[c.Name] = ch
+	if old != nil && old.In.SPI() != c.In.SPI() {
+		d.dropSPI(old.In.SPI())
+	}
+	d.log.Info("child SA installed", "child", c.Name, "protocol", c.Out.Protocol().String(),
+		"spi_in", fmt.Sprintf("%08x", c.In.SPI()), "spi_out", fmt.Sprintf("%08x", c.Out.SPI()),
+		"encap", c.Out.Encap(), "peer", c.Out.Remote().String(), "outer_mtu", outerMTU,
+		"max_inner", ch.maxInner, "local_ts", fmt.Sprint(c.Local), "remote_ts", fmt.Sprint(c.Remote))
+	return nil
+}
+
+// RemoveChild uninstalls the SA pair name; it reports whether there was one.
+func (d *Dataplane) RemoveChild(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := d.children[name]
+	if !ok {
+		return false
+	}
+	d.spd.Remove(name)
+	d.dropSPI(c.In.SPI())
+	delete(d.children, name)
+	d.unroute(c)
+	d.log.Info("child SA removed", "child", name)
+	return true
+}
+
+func (d *Dataplane) dropSPI(spi uint32) {
+	sad := *d.sad.Load()
+	next := make(map[uint32]*child, len(sad))
+	for k, v := range sad {
+		if k != spi {
+			next[k] = v
+		}
+	}
+	d.sad.Store(&next)
+}
+
+func protoIndex(p sa.Protocol) int {
+	if p == sa.ProtoAH {
+		return 1
+	}
+	return 0
+}
+
+// Stats returns a snapshot of the counters.
+func (d *Dataplane) Stats() Stats {
+	st := Stats{
+		Drops:      make(map[string]uint64, numDrops),
+		Keepalives: d.ctr.keepalives.Load(),
+		IKE:        d.ctr.ike.Load(),
+		MSSClamped: d.ctr.mssClamped.Load(),
+		TooBigSent: d.ctr.tooBigSent.Load(),
+	}
+	for i := range numDrops {
+		st.Drops[i.String()] = d.ctr.drops[i].Load()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, name := range d.spd.Names() {
+		c := d.children[name]
+		cs := ChildStats{
+			Name: name, Protocol: c.Out.Protocol().String(), Encap: c.Out.Encap(),
+			SPIIn: c.In.SPI(), SPIOut: c.Out.SPI(), In: c.In.Stats(), Out: c.Out.Stats(),
+		}
+		for _, s := range c.Local {
+			cs.LocalTS = append(cs.LocalTS, s.String())
+		}
+		for _, s := range c.Remote {
+			cs.RemoteTS = append(cs.RemoteTS, s.String())
+		}
+		st.Children = append(st.Children, cs)
+	}
+	return st
+}
+
+func (d *Dataplane) drop(r Drop) { d.ctr.drops[r].Add(1) }
+
+func setSockoptInt(c *net.UDPConn, level, opt, value int) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, value) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// isClosed reports whether err means the socket or device was closed by
+// Close, which ends a reader loop quietly.
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) || errors.Is(err, unix.EBADF)
+}

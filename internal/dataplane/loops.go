@@ -1,0 +1,298 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/isle-ipsec/isle/ah"
+	"github.com/isle-ipsec/isle/esp"
+	"github.com/isle-ipsec/isle/policy"
+	"github.com/isle-ipsec/isle/sa"
+)
+
+// maxInner is the largest inner packet that, sealed with s, still fits in
+// an outer packet of outerMTU bytes.
+func maxInner(s *sa.SA, outerMTU int) int {
+	ipHdr := 20
+	if s.Remote().Addr().Unmap().Is6() {
+		ipHdr = 40
+	}
+	if s.Protocol() == sa.ProtoAH {
+		return outerMTU - ah.Overhead(s)
+	}
+	udp := 0
+	if s.Encap() {
+		udp = 8
+	}
+	head, _ := esp.Overhead(s)
+	// The encrypted part (inner, padding, pad length, next header) is
+	// padded to the block size; the ICV follows it.
+	avail := outerMTU - ipHdr - udp - head - s.ICVSize()
+	bs := s.Enc().BlockSize()
+	return avail - avail%bs - 2
+}
+
+// tunLoop is the outbound path: TUN → SPD → seal → socket.
+func (d *Dataplane) tunLoop() {
+	defer d.wg.Done()
+	buf := make([]byte, bufSize)
+	bufs := [][]byte{buf}
+	sizes := []int{0}
+	icmp := make([]byte, headroom+ipv6MinMTU)
+	icmpBufs := [][]byte{icmp}
+	writers := [2][2]*rawWriter{d.espTx, d.ahTx}
+	for {
+		_, err := d.tun.Read(bufs[:1], sizes, headroom)
+		if err != nil {
+			if isClosed(err) || d.ctx.Err() != nil {
+				return
+			}
+			d.log.Error("reading TUN device", "err", err)
+			return
+		}
+		n := sizes[0]
+		pkt := buf[headroom : headroom+n]
+		t, err := policy.ParseTuple(pkt)
+		if err != nil {
+			d.drop(DropMalformed)
+			continue
+		}
+		c, _, ok := d.spd.Lookup(t)
+		if !ok {
+			d.drop(DropNoPolicy)
+			continue
+		}
+		if !d.cfg.NoMSSClamp {
+			mss := c.mss4
+			if t.Src.Is6() {
+				mss = c.mss6
+			}
+			if clampMSS(pkt, mss) {
+				d.ctr.mssClamped.Add(1)
+			}
+		}
+		if n > c.maxInner && wantsTooBig(pkt, c.maxInner) {
+			// Tell the sender the tunnel's MTU (RFC 4301 §8.2.1 in
+			// spirit: PMTU for the inner path).
+			m := tooBig(icmp[headroom:], pkt, c.maxInner)
+			icmpBufs[0] = icmp[:headroom+m]
+			if _, err := d.tun.Write(icmpBufs, headroom); err != nil {
+				d.drop(DropTUNError)
+			}
+			d.drop(DropTooBig)
+			d.ctr.tooBigSent.Add(1)
+			continue
+		}
+		s := c.Out
+		seq, err := s.NextSeq()
+		if err != nil {
+			s.CountDrop(sa.ReasonOf(err))
+			d.drop(dropOf(err))
+			continue
+		}
+		var out []byte
+		if s.Protocol() == sa.ProtoAH {
+			out, err = ah.Seal(s, seq, buf, headroom, n)
+		} else {
+			out, err = esp.Seal(s, seq, buf, headroom, n)
+		}
+		if err != nil {
+			d.drop(dropOf(err))
+			continue
+		}
+		switch {
+		case s.Encap():
+			_, err = d.udp.WriteToUDPAddrPort(out, c.dst.udp)
+		default:
+			fam := 0
+			if c.dst.udp.Addr().Is6() {
+				fam = 1
+			}
+			err = writers[protoIndex(s.Protocol())][fam].send(out, c.dst.sa)
+		}
+		if err != nil {
+			d.drop(DropSendError)
+			d.log.Debug("sending outer packet", "child", c.Name, "err", err)
+		}
+	}
+}
+
+// udpLoop is the NAT-T socket: ESP in UDP, IKE behind the non-ESP marker,
+// keepalives.
+func (d *Dataplane) udpLoop() {
+	defer d.wg.Done()
+	buf := make([]byte, bufSize)
+	in := newInbound(d)
+	for {
+		n, from, err := d.udp.ReadFromUDPAddrPort(buf[headroom:])
+		if err != nil {
+			if isClosed(err) || d.ctx.Err() != nil {
+				return
+			}
+			d.log.Error("reading NAT-T socket", "err", err)
+			return
+		}
+		pkt := buf[headroom : headroom+n]
+		switch esp.ClassifyUDP(pkt) {
+		case esp.KindKeepalive:
+			d.ctr.keepalives.Add(1)
+		case esp.KindIKE:
+			if d.cfg.IKE == nil {
+				d.drop(DropNotESP)
+				continue
+			}
+			d.ctr.ike.Add(1)
+			d.cfg.IKE(pkt[esp.NonESPMarkerLen:], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+		case esp.KindESP:
+			in.esp(buf, pkt, true)
+		default:
+			d.drop(DropMalformed)
+		}
+	}
+}
+
+// rawLoop reads ESP or AH from a raw IP socket.
+func (d *Dataplane) rawLoop(s *rawSocket, v6, isAH bool) {
+	defer d.wg.Done()
+	buf := make([]byte, bufSize)
+	r := newRawReader(s, buf[headroom:])
+	in := newInbound(d)
+	for {
+		n, err := r.next()
+		if err != nil {
+			if isClosed(err) || d.ctx.Err() != nil {
+				return
+			}
+			d.log.Error("reading raw socket", "ipv6", v6, "ah", isAH, "err", err)
+			return
+		}
+		pkt := buf[headroom : headroom+n]
+		if !v6 {
+			// IPv4 raw sockets deliver the IP header too.
+			if n < 20 || pkt[0]>>4 != 4 {
+				d.drop(DropMalformed)
+				continue
+			}
+			if isAH {
+				in.ah(buf, pkt)
+				continue
+			}
+			ihl := int(pkt[0]&0x0f) * 4
+			if ihl < 20 || ihl > n {
+				d.drop(DropMalformed)
+				continue
+			}
+			in.esp(buf, pkt[ihl:], false)
+			continue
+		}
+		if !isAH {
+			in.esp(buf, pkt, false)
+			continue
+		}
+		// AH's ICV covers the outer IPv6 header, which the IPv6 raw
+		// socket does not deliver: rebuild it in the headroom from what
+		// the kernel tells us. Its mutable fields (traffic class, flow
+		// label, hop limit) are zero in the ICV anyway. Extension headers
+		// before AH are lost, so such packets fail to verify.
+		src, dst, ok := r.v6Addrs()
+		if !ok || n > maxPkt-40 {
+			d.drop(DropMalformed)
+			continue
+		}
+		h := buf[headroom-40 : headroom]
+		clear(h)
+		h[0] = 0x60
+		binary.BigEndian.PutUint16(h[4:], uint16(n))
+		h[6], h[7] = 51, 64
+		s16, d16 := src.As16(), dst.As16()
+		copy(h[8:24], s16[:])
+		copy(h[24:40], d16[:])
+		in.ah(buf, buf[headroom-40:headroom+n])
+	}
+}
+
+// inbound holds one reader goroutine's scratch for delivering to the TUN.
+type inbound struct {
+	d    *Dataplane
+	bufs [][]byte
+}
+
+func newInbound(d *Dataplane) *inbound { return &inbound{d: d, bufs: make([][]byte, 1)} }
+
+func (in *inbound) lookup(spi uint32) *child {
+	return (*in.d.sad.Load())[spi]
+}
+
+// esp opens an ESP packet (SPI first) that lies inside buf.
+func (in *inbound) esp(buf, pkt []byte, encap bool) {
+	spi, ok := esp.SPI(pkt)
+	if !ok {
+		in.d.drop(DropMalformed)
+		return
+	}
+	c := in.lookup(spi)
+	if c == nil || c.In.Protocol() != sa.ProtoESP || c.In.Encap() != encap {
+		in.d.drop(DropUnknownSPI)
+		return
+	}
+	inner, _, err := esp.Open(c.In, pkt)
+	if err != nil {
+		in.d.drop(dropOf(err))
+		return
+	}
+	in.deliver(c, buf, inner)
+}
+
+// ah opens an AH packet (outer IP header first) that lies inside buf.
+func (in *inbound) ah(buf, pkt []byte) {
+	off := 40
+	if pkt[0]>>4 == 4 {
+		off = int(pkt[0]&0x0f) * 4
+	}
+	if len(pkt) < off+8 {
+		in.d.drop(DropMalformed)
+		return
+	}
+	spi := binary.BigEndian.Uint32(pkt[off+4:])
+	c := in.lookup(spi)
+	if c == nil || c.In.Protocol() != sa.ProtoAH {
+		in.d.drop(DropUnknownSPI)
+		return
+	}
+	inner, _, err := ah.Open(c.In, pkt)
+	if err != nil {
+		in.d.drop(dropOf(err))
+		return
+	}
+	in.deliver(c, buf, inner)
+}
+
+// deliver checks a decrypted inner packet against the SA's selectors and
+// writes it to the TUN device. inner is a sub-slice of buf.
+func (in *inbound) deliver(c *child, buf, inner []byte) {
+	d := in.d
+	t, err := policy.ParseTuple(inner)
+	if err != nil {
+		d.drop(DropMalformed)
+		return
+	}
+	if !c.policy.MatchInbound(t) {
+		d.drop(DropPolicyMismatch)
+		return
+	}
+	if !d.cfg.NoMSSClamp {
+		mss := c.mss4
+		if t.Src.Is6() {
+			mss = c.mss6
+		}
+		if clampMSS(inner, mss) {
+			d.ctr.mssClamped.Add(1)
+		}
+	}
+	off := cap(buf) - cap(inner)
+	in.bufs[0] = buf[:off+len(inner)]
+	if _, err := d.tun.Write(in.bufs, off); err != nil {
+		d.drop(DropTUNError)
+		d.log.Debug("writing TUN device", "child", c.Name, "err", err)
+	}
+}

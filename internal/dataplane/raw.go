@@ -1,0 +1,182 @@
+package dataplane
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawSocket is a raw IP socket for one protocol (ESP or AH) and family,
+// driven through Go's poller so that reads block without a thread and
+// Close wakes them.
+type rawSocket struct {
+	f  *os.File
+	rc syscall.RawConn
+	v6 bool
+}
+
+// ipv6HdrIncl is IPV6_HDRINCL (Linux 4.5+): send IPv6 packets with their
+// header, as AH needs because its ICV covers that header.
+const ipv6HdrIncl = 36
+
+func openRaw(v6 bool, proto int, hdrIncl bool) (*rawSocket, error) {
+	fam := unix.AF_INET
+	if v6 {
+		fam = unix.AF_INET6
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, proto)
+	if err != nil {
+		return nil, err
+	}
+	if hdrIncl {
+		if v6 {
+			err = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, ipv6HdrIncl, 1)
+		} else {
+			err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_HDRINCL, 1)
+		}
+		if err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("header-included mode: %w", err)
+		}
+	} else {
+		// Kernel-built outer headers may be fragmented (see the NAT-T
+		// socket for why).
+		if v6 {
+			err = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DONT)
+		} else {
+			err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
+		}
+		if err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("IP_MTU_DISCOVER: %w", err)
+		}
+	}
+	if v6 {
+		// The IPv6 raw socket hands us the payload only; the destination
+		// address (for AH's ICV) comes with IPV6_PKTINFO.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("IPV6_RECVPKTINFO: %w", err)
+		}
+	}
+	f := os.NewFile(uintptr(fd), fmt.Sprintf("raw-ip-%d", proto))
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &rawSocket{f: f, rc: rc, v6: v6}, nil
+}
+
+func (r *rawSocket) Close() error { return r.f.Close() }
+
+// outerDst is a peer address prepared once per SA in every form a send
+// needs, so sends do not build socket addresses per packet.
+type outerDst struct {
+	udp netip.AddrPort
+	sa  unix.Sockaddr
+}
+
+func newOuterDst(remote netip.AddrPort, nattPort int) outerDst {
+	a := remote.Addr().Unmap()
+	port := remote.Port()
+	if port == 0 {
+		port = uint16(nattPort)
+	}
+	d := outerDst{udp: netip.AddrPortFrom(a, port)}
+	if a.Is4() {
+		d.sa = &unix.SockaddrInet4{Addr: a.As4()}
+	} else {
+		d.sa = &unix.SockaddrInet6{Addr: a.As16()}
+	}
+	return d
+}
+
+// rawWriter sends on a raw socket from one goroutine. Its method value fn
+// is made once, so a send passes no fresh closure to the poller.
+type rawWriter struct {
+	sock *rawSocket
+	fn   func(fd uintptr) bool
+	pkt  []byte
+	to   unix.Sockaddr
+	err  error
+}
+
+func (w *rawWriter) write(fd uintptr) bool {
+	w.err = unix.Sendto(int(fd), w.pkt, 0, w.to)
+	return w.err != unix.EAGAIN
+}
+
+func (w *rawWriter) send(pkt []byte, to unix.Sockaddr) error {
+	w.pkt, w.to = pkt, to
+	if err := w.sock.rc.Write(w.fn); err != nil {
+		return err
+	}
+	w.pkt, w.to = nil, nil
+	return w.err
+}
+
+// rawReader receives from a raw socket on one goroutine.
+type rawReader struct {
+	sock *rawSocket
+	fn   func(fd uintptr) bool
+	buf  []byte
+	oob  []byte
+	n    int
+	oobn int
+	from unix.Sockaddr
+	err  error
+}
+
+func newRawReader(s *rawSocket, buf []byte) *rawReader {
+	r := &rawReader{sock: s, buf: buf, oob: make([]byte, 128)}
+	if s.v6 {
+		r.fn = r.readMsg
+	} else {
+		r.fn = r.read
+	}
+	return r
+}
+
+// read is the IPv4 path: the kernel delivers the whole IP packet,
+// addresses included, so a plain read does (and allocates nothing).
+func (r *rawReader) read(fd uintptr) bool {
+	r.n, r.err = unix.Read(int(fd), r.buf)
+	return r.err != unix.EAGAIN
+}
+
+// readMsg is the IPv6 path: payload only, source from the socket address
+// and destination from IPV6_PKTINFO.
+func (r *rawReader) readMsg(fd uintptr) bool {
+	r.n, r.oobn, _, r.from, r.err = unix.Recvmsg(int(fd), r.buf, r.oob, 0)
+	return r.err != unix.EAGAIN
+}
+
+func (r *rawReader) next() (int, error) {
+	if err := r.sock.rc.Read(r.fn); err != nil {
+		return 0, err
+	}
+	return r.n, r.err
+}
+
+// v6Addrs returns the source and destination of the last readMsg.
+func (r *rawReader) v6Addrs() (src, dst netip.Addr, ok bool) {
+	s, isV6 := r.from.(*unix.SockaddrInet6)
+	if !isV6 {
+		return src, dst, false
+	}
+	src = netip.AddrFrom16(s.Addr)
+	msgs, err := unix.ParseSocketControlMessage(r.oob[:r.oobn])
+	if err != nil {
+		return src, dst, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= 16 {
+			return src, netip.AddrFrom16([16]byte(m.Data[:16])), true
+		}
+	}
+	return src, dst, false
+}
