@@ -23,9 +23,11 @@ var captureSeq atomic.Int64
 func (topo *Topology) Capture(node Node, iface, filter string) (*Capture, error) {
 	n := captureSeq.Add(1)
 	path := filepath.Join(topo.LogDir(), fmt.Sprintf("%s-%s-%d.pcap", node, iface, n))
-	// -U writes each packet as it comes; -Z root keeps the right to write
-	// into the root-owned test directory.
-	argv := []string{"tcpdump", "-n", "-U", "-Z", "root", "-i", iface, "-w", path}
+	// --immediate-mode hands each packet to tcpdump at once (by default the
+	// kernel holds them up to a second, and a stop then loses them); -U
+	// writes each one as it comes; -Z root keeps the right to write into
+	// the root-owned test directory.
+	argv := []string{"tcpdump", "-n", "--immediate-mode", "-U", "-Z", "root", "-i", iface, "-w", path}
 	if filter != "" {
 		argv = append(argv, filter)
 	}
@@ -43,6 +45,8 @@ func (topo *Topology) Capture(node Node, iface, filter string) (*Capture, error)
 
 // Stop ends the capture and returns the path of the pcap file.
 func (c *Capture) Stop() (string, error) {
+	// Packets still on their way to the interface get a moment to land.
+	time.Sleep(100 * time.Millisecond)
 	if err := c.proc.Stop(); err != nil {
 		return c.Path, fmt.Errorf("tcpdump: %w: %s", err, c.proc.Log())
 	}

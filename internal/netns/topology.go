@@ -189,6 +189,12 @@ func (topo *Topology) build(o options) error {
 		if err := ip("-n", topo.NS(n), "link", "set", "lo", "up"); err != nil {
 			return err
 		}
+		// No duplicate address detection on the interfaces to come: with
+		// it, link-local addresses stay tentative for a second or two and
+		// neighbour discovery does not answer meanwhile.
+		if _, err := topo.Run(n, "sh", "-c", "echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad"); err != nil {
+			return err
+		}
 	}
 	type end struct {
 		node       Node
@@ -215,12 +221,10 @@ func (topo *Topology) build(o options) error {
 		}
 		for _, e := range []end{a, b} {
 			ns := topo.NS(e.node)
-			// nodad: the address is usable at once instead of after
-			// duplicate address detection (a second or two).
 			for _, args := range [][]string{
+				{"-n", ns, "link", "set", e.ifname, "up"},
 				{"-n", ns, "addr", "add", e.addr4, "dev", e.ifname},
 				{"-n", ns, "-6", "addr", "add", e.ad6, "dev", e.ifname, "nodad"},
-				{"-n", ns, "link", "set", e.ifname, "up"},
 			} {
 				if err := ip(args...); err != nil {
 					return err
