@@ -46,7 +46,7 @@ func ipHeaderLen(version int) int {
 // Errors (unwrapped sa sentinels): sa.ErrNoRoom when off is smaller than
 // Overhead(s) or the range is outside buf, sa.ErrMalformed when the inner
 // packet is not IPv4/IPv6, the outer packet would exceed 65535 bytes or s
-// is not an AH SA, sa.ErrSeqExhausted for seq 0 or a 64-bit seq without
+// is not a tunnel-mode AH SA, sa.ErrSeqExhausted for seq 0 or a 64-bit seq without
 // ESN, sa.ErrExpired after the SA expired.
 //
 // Like esp.Seal, Seal counts the packet on the SA (s.CountOut, which also
@@ -65,8 +65,8 @@ func seal(s *sa.SA, seq uint64, buf []byte, off, n int) ([]byte, error) {
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
-	if s.Protocol() != sa.ProtoAH {
-		return nil, sa.ErrMalformed
+	if s.Protocol() != sa.ProtoAH || s.Mode() != sa.ModeTunnel {
+		return nil, sa.ErrMalformed // transport mode is not implemented
 	}
 	if seq == 0 || (!s.ESN() && seq>>32 != 0) {
 		return nil, sa.ErrSeqExhausted
@@ -190,6 +190,9 @@ func open(s *sa.SA, pkt []byte) (inner []byte, nextHeader uint8, err error) {
 	}
 	if s.Protocol() != sa.ProtoAH {
 		return nil, 0, sa.ErrUnknownSPI
+	}
+	if s.Mode() != sa.ModeTunnel {
+		return nil, 0, sa.ErrMalformed // transport mode is not implemented
 	}
 	icvLen := s.Integ().ICVSize()
 	l, ok := locate(pkt, icvLen)

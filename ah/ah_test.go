@@ -376,6 +376,20 @@ func TestOpenErrors(t *testing.T) {
 			t.Fatalf("authentic packet not committed to the window: %v", err)
 		}
 	})
+	t.Run("transport-mode SA", func(t *testing.T) {
+		tr, err := sa.New(sa.Config{SPI: 0x1234, Protocol: sa.ProtoAH, Mode: sa.ModeTransport, Inbound: true,
+			Integ: sa.IntegHMACSHA256128, IntegKey: testKey(sa.IntegHMACSHA256128)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		if _, _, err := Open(tr, good); err != sa.ErrMalformed {
+			t.Fatalf("Open: %v, want %v", err, sa.ErrMalformed)
+		}
+		if _, err := Seal(tr, 1, make([]byte, 200), 100, 60); err != sa.ErrMalformed {
+			t.Fatalf("Seal: %v, want %v", err, sa.ErrMalformed)
+		}
+	})
 	t.Run("wrong protocol SA", func(t *testing.T) {
 		esp, err := sa.New(sa.Config{SPI: 0x1234, Protocol: sa.ProtoESP, Mode: sa.ModeTunnel, Inbound: true,
 			Enc: sa.EncAESGCM16, EncKey: make([]byte, 20)})

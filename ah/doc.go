@@ -13,5 +13,8 @@
 // the replay pre-check before the ICV and commits after it. Errors are the
 // unwrapped sentinels of package sa, so sa.ReasonOf(err) costs nothing.
 //
+// Transport mode is not implemented: SAs with sa.ModeTransport are refused
+// with sa.ErrMalformed.
+//
 // The package does no I/O, starts no goroutines and logs nothing.
 package ah
