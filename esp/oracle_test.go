@@ -319,3 +319,29 @@ func TestScapyOpensESPSealed(t *testing.T) {
 		}
 	}
 }
+
+// TestScapyESPESNHighHalfMatters: a receiver that infers another high
+// half of the sequence number than scapy used must reject the packet,
+// for AEAD (high half in the AAD) and HMAC (high half after the payload)
+// alike.
+func TestScapyESPESNHighHalfMatters(t *testing.T) {
+	n := 0
+	for _, v := range loadScapyESPVectors(t) {
+		if !v.ESN || uint32(v.Seq) == 0xffffffff {
+			continue
+		}
+		n++
+		t.Run(v.Name, func(t *testing.T) {
+			s := newOracleSA(t, v.params(true))
+			if err := s.CommitReplay(v.Seq + 1<<32 + 1); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := Open(s, bytes.Clone(v.esp)); err != sa.ErrAuthFailed {
+				t.Fatalf("Open with the wrong high half: %v, want %v", err, sa.ErrAuthFailed)
+			}
+		})
+	}
+	if n == 0 {
+		t.Fatal("no ESN vectors")
+	}
+}
