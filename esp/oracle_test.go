@@ -221,8 +221,8 @@ func runESPOracle(t *testing.T, reqs []espOracleRequest) map[string]espOracleRes
 	return m
 }
 
-// testPacket is an IPv4 or IPv6 packet of n bytes for sealing.
-func testPacket(version, n int) []byte {
+// oracleInnerPacket is an IPv4 or IPv6 packet of n bytes for sealing.
+func oracleInnerPacket(version, n int) []byte {
 	p := make([]byte, n)
 	for i := range p {
 		p[i] = byte(i * 3)
@@ -277,7 +277,7 @@ func TestScapyOpensESPSealed(t *testing.T) {
 				if !esn {
 					seq &= 0xffffffff
 				}
-				in := testPacket(innerV, 40+i*29%300)
+				in := oracleInnerPacket(innerV, 40+i*29%300)
 				head, tail := Overhead(s)
 				buf := make([]byte, head+len(in)+tail)
 				copy(buf[head:], in)
