@@ -2,6 +2,7 @@ package ah
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/isle-ipsec/isle/sa"
 )
@@ -238,4 +239,31 @@ func open(s *sa.SA, pkt []byte) (inner []byte, nextHeader uint8, err error) {
 		return nil, nextHeader, sa.ErrMalformed
 	}
 	return inner, nextHeader, nil
+}
+
+// RebuildIPv6Header writes an IPv6 header for the AH packet at
+// buf[off:off+n] into the 40 bytes before off and returns the whole packet
+// for Open. A raw IPv6 socket hands over the AH header without the IPv6
+// header in front of it; of that header the ICV only covers the addresses,
+// the payload length and the next header (traffic class, flow label and
+// hop limit are zeroed for it, RFC 4302 §3.3.3.1.2.1), so src (the
+// sender, from recvfrom) and dst (our address, from IPV6_PKTINFO) are all
+// that is needed. Packets that carried extension headers in front of AH
+// cannot be rebuilt this way; they fail verification.
+func RebuildIPv6Header(buf []byte, off, n int, src, dst netip.Addr) ([]byte, error) {
+	if off < ipv6HeaderLen || n < 0 || off+n > len(buf) || off+n < off {
+		return nil, sa.ErrNoRoom
+	}
+	if n > 0xffff || !src.Is6() || !dst.Is6() || src.Is4In6() || dst.Is4In6() {
+		return nil, sa.ErrMalformed
+	}
+	pkt := buf[off-ipv6HeaderLen : off+n]
+	pkt[0], pkt[1], pkt[2], pkt[3] = 0x60, 0, 0, 0
+	binary.BigEndian.PutUint16(pkt[4:], uint16(n))
+	pkt[6] = protoAH
+	pkt[7] = 0
+	s16, d16 := src.As16(), dst.As16()
+	copy(pkt[8:24], s16[:])
+	copy(pkt[24:40], d16[:])
+	return pkt, nil
 }

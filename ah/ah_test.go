@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/isle-ipsec/isle/sa"
@@ -430,6 +431,38 @@ func resign(t *testing.T, s *sa.SA, pkt []byte, outer int) {
 	c.MACStart()
 	c.MACWrite(z)
 	copy(icv, c.MACSum())
+}
+
+// TestRebuildIPv6Header: what a raw IPv6 socket delivers (AH onwards)
+// opens once the addresses are put back in front of it.
+func TestRebuildIPv6Header(t *testing.T) {
+	p := newPair(t, sa.IntegHMACSHA384192, 6, false, 64)
+	in := innerPacket(4, 300)
+	pkt := sealCopy(t, p.out, 1, in)
+	pkt[7] = 3 // hop limit as it arrives
+	src, dst := netip.MustParseAddr(outerAddrs[6][0]), netip.MustParseAddr(outerAddrs[6][1])
+	buf := bytes.Clone(pkt) // AH at 40, as if the socket left 40 bytes of headroom
+	clear(buf[:40])
+	full, err := RebuildIPv6Header(buf, 40, len(buf)-40, src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := Open(p.in, full); err != nil || !bytes.Equal(got, in) {
+		t.Fatalf("Open after rebuild: %v", err)
+	}
+	// Swapped addresses are another packet.
+	pkt2 := sealCopy(t, p.out, 2, in)
+	clear(pkt2[:40])
+	full, _ = RebuildIPv6Header(pkt2, 40, len(pkt2)-40, dst, src)
+	if _, _, err := Open(p.in, full); err != sa.ErrAuthFailed {
+		t.Fatalf("Open with swapped addresses: %v, want %v", err, sa.ErrAuthFailed)
+	}
+	if _, err := RebuildIPv6Header(buf, 39, 10, src, dst); err != sa.ErrNoRoom {
+		t.Errorf("no headroom: %v", err)
+	}
+	if _, err := RebuildIPv6Header(buf, 40, 10, netip.MustParseAddr("192.0.2.1"), dst); err != sa.ErrMalformed {
+		t.Errorf("IPv4 source: %v", err)
+	}
 }
 
 // TestCounters: like esp, ah counts packets and drops on the SA.
