@@ -465,6 +465,47 @@ func TestRebuildIPv6Header(t *testing.T) {
 	}
 }
 
+// TestConcurrent seals and opens on shared SAs from several goroutines,
+// as the dataplane's workers do (run with -race).
+func TestConcurrent(t *testing.T) {
+	p := newPair(t, sa.IntegHMACSHA256128, 4, true, 4096)
+	const workers, each = 4, 200
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			in := innerPacket(6, 100+w)
+			head := Overhead(p.out)
+			buf := make([]byte, head+len(in))
+			for range each {
+				copy(buf[head:], in)
+				seq, err := p.out.NextSeq()
+				if err != nil {
+					errs <- err
+					return
+				}
+				pkt, err := Seal(p.out, seq, buf, head, len(in))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got, _, err := Open(p.in, pkt); err != nil || !bytes.Equal(got, in) {
+					errs <- fmt.Errorf("seq %d: %v", seq, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := p.in.Stats(); st.PacketsIn != workers*each {
+		t.Fatalf("%d packets in, want %d", st.PacketsIn, workers*each)
+	}
+}
+
 // TestCounters: like esp, ah counts packets and drops on the SA.
 func TestCounters(t *testing.T) {
 	p := newPair(t, sa.IntegHMACSHA1_96, 6, false, 64)
