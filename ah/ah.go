@@ -40,15 +40,16 @@ func ipHeaderLen(version int) int {
 // The outer header is built, not copied (RFC 4301 §5.1.2.1): addresses
 // from the SA; DSCP and ECN copied from the inner packet (RFC 6040 normal
 // mode); TTL / hop limit 64; IPv4 DF copied from an IPv4 inner packet and
-// clear for an IPv6 one; IPv4 Identification the low 16 bits of seq,
-// which is unique per SA for as long as any reassembly could confuse it;
-// IPv6 flow label 0.
+// clear for an IPv6 one; IPv4 Identification the low 16 bits of seq, which
+// repeats only every 65536 packets as a per-destination counter would, and
+// keeps Seal deterministic and free of extra shared state; IPv6 flow
+// label 0.
 //
 // Errors (unwrapped sa sentinels): sa.ErrNoRoom when off is smaller than
 // Overhead(s) or the range is outside buf, sa.ErrMalformed when the inner
 // packet is not IPv4/IPv6, the outer packet would exceed 65535 bytes or s
-// is not a tunnel-mode AH SA, sa.ErrSeqExhausted for seq 0 or a 64-bit seq without
-// ESN, sa.ErrExpired after the SA expired.
+// is not a tunnel-mode AH SA, sa.ErrSeqExhausted for seq 0 or a 64-bit
+// seq without ESN, sa.ErrExpired after the SA expired.
 //
 // Like esp.Seal, Seal counts the packet on the SA (s.CountOut, which also
 // enforces the byte and packet lifetimes) or the drop (s.CountDrop).
