@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/isle-ipsec/isle/internal/config"
+	"github.com/isle-ipsec/isle/internal/gateway"
+)
+
+// statsFileEnv names a file that `isle run` rewrites with the counters
+// (JSON) on SIGUSR1 and at exit, until the control socket's
+// `isle status` exists.
+const statsFileEnv = "ISLE_STATS_FILE"
+
+// runGateway runs the gateway in the foreground until SIGINT or SIGTERM.
+func runGateway(cfg *config.Config, path string) error {
+	log := newLogger(cfg.Gateway)
+	log.Info("starting", "config", path, "manual_sas", len(cfg.Manual), "connections", len(cfg.Connections))
+	if len(cfg.Connections) > 0 {
+		log.Warn("IKE is not implemented yet: [connections] are ignored, only [manual] SAs are installed")
+	}
+	g, err := gateway.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for range usr1 {
+			reportStats(log, g)
+		}
+	}()
+	<-ctx.Done()
+	log.Info("stopping", "reason", context.Cause(ctx).Error())
+	reportStats(log, g)
+	if err := g.Close(); err != nil {
+		return fmt.Errorf("stopping: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// reportStats logs the counters and, when ISLE_STATS_FILE is set, writes
+// them there as JSON (atomically: write then rename).
+func reportStats(log *slog.Logger, g *gateway.Gateway) {
+	st := g.Stats()
+	log.Info("stats", "stats", st)
+	path := os.Getenv(statsFileEnv)
+	if path == "" {
+		return
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err == nil {
+		tmp := path + ".tmp"
+		if err = os.WriteFile(tmp, append(b, '\n'), 0o600); err == nil {
+			err = os.Rename(tmp, path)
+		}
+	}
+	if err != nil {
+		log.Error("writing stats file", "path", path, "err", err)
+	}
+}
+
+func newLogger(gw config.Gateway) *slog.Logger {
+	var level slog.Level
+	switch gw.LogLevel {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if gw.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
