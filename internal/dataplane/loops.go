@@ -190,24 +190,19 @@ func (d *Dataplane) rawLoop(s *rawSocket, v6, isAH bool) {
 			continue
 		}
 		// AH's ICV covers the outer IPv6 header, which the IPv6 raw
-		// socket does not deliver: rebuild it in the headroom from what
-		// the kernel tells us. Its mutable fields (traffic class, flow
-		// label, hop limit) are zero in the ICV anyway. Extension headers
-		// before AH are lost, so such packets fail to verify.
+		// socket does not deliver: rebuild it in the headroom from the
+		// addresses the kernel reports.
 		src, dst, ok := r.v6Addrs()
-		if !ok || n > maxPkt-40 {
+		if !ok {
 			d.drop(DropMalformed)
 			continue
 		}
-		h := buf[headroom-40 : headroom]
-		clear(h)
-		h[0] = 0x60
-		binary.BigEndian.PutUint16(h[4:], uint16(n))
-		h[6], h[7] = 51, 64
-		s16, d16 := src.As16(), dst.As16()
-		copy(h[8:24], s16[:])
-		copy(h[24:40], d16[:])
-		in.ah(buf, buf[headroom-40:headroom+n])
+		whole, err := ah.RebuildIPv6Header(buf, headroom, n, src, dst)
+		if err != nil {
+			d.drop(DropMalformed)
+			continue
+		}
+		in.ah(buf, whole)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,6 +91,7 @@ type suite struct {
 	enc      string // strongSwan keyword, "" for AH
 	integ    string // "" for AEAD
 	encap    bool
+	outer6   bool // IPv6 between the gateways
 	// keys: left→right and right→left, hex without 0x
 	encKeyLR, encKeyRL     string
 	integKeyLR, integKeyRL string
@@ -104,6 +106,9 @@ const (
 
 func (s suite) config(dir string, left bool) string {
 	local, remote := netns.WanGL4, netns.WanGR4
+	if s.outer6 {
+		local, remote = netns.WanGL6, netns.WanGR6
+	}
 	lts, rts := `["10.1.0.0/24", "fd00:1::/64"]`, `["10.2.0.0/24", "fd00:2::/64"]`
 	outSPI, inSPI := spiLR, spiRL
 	outEnc, inEnc, outInteg, inInteg := s.encKeyLR, s.encKeyRL, s.integKeyLR, s.integKeyRL
@@ -162,10 +167,15 @@ type lab struct {
 	left, right *gw
 }
 
-func startLab(t *testing.T, prefix string, s suite) *lab {
+// startLab builds the topology, lets prep change it (nil: no change), and
+// starts both gateways.
+func startLab(t *testing.T, prefix string, s suite, prep func(*netns.Topology)) *lab {
 	t.Helper()
 	bin := isleBinary(t)
 	topo := netns.NewTopology(t, prefix)
+	if prep != nil {
+		prep(topo)
+	}
 	dir := t.TempDir()
 	l := &lab{t: t, topo: topo}
 	for _, left := range []bool{true, false} {
@@ -258,6 +268,26 @@ var suites = []suite{
 		integKeyLR: shaLR, integKeyRL: shaRL, scapyEnc: "AES_CBC", scapyInteg: "HMAC_SHA2_256_128"},
 	{name: "esp-in-udp", protocol: "esp", enc: "aes128gcm16", encap: true, encKeyLR: gcmLR, encKeyRL: gcmRL, scapyEnc: "AES_GCM_16", scapyInteg: "NONE"},
 	{name: "ah-sha256", protocol: "ah", integ: "sha256", integKeyLR: shaLR, integKeyRL: shaRL, scapyInteg: "HMAC_SHA2_256_128"},
+	{name: "esp-aes-gcm-outer-ipv6", protocol: "esp", enc: "aes128gcm16", outer6: true, encKeyLR: gcmLR, encKeyRL: gcmRL, scapyEnc: "AES_GCM_16", scapyInteg: "NONE"},
+	{name: "esp-in-udp-outer-ipv6", protocol: "esp", enc: "aes128gcm16", encap: true, outer6: true, encKeyLR: gcmLR, encKeyRL: gcmRL, scapyEnc: "AES_GCM_16", scapyInteg: "NONE"},
+	{name: "ah-sha256-outer-ipv6", protocol: "ah", integ: "sha256", outer6: true, integKeyLR: shaLR, integKeyRL: shaRL, scapyInteg: "HMAC_SHA2_256_128"},
+}
+
+// fromLeft reports whether the outer packet p was sent by gl.
+func fromLeft(p []byte) bool {
+	if p[0]>>4 == 4 {
+		return bytes.Equal(p[12:16], netip.MustParseAddr(netns.WanGL4).AsSlice())
+	}
+	return bytes.Equal(p[8:24], netip.MustParseAddr(netns.WanGL6).AsSlice())
+}
+
+// ipHeaderLen is the length of p's IP header (no IPv6 extension headers
+// in this lab's outer packets).
+func ipHeaderLen(p []byte) int {
+	if p[0]>>4 == 4 {
+		return int(p[0]&0x0f) * 4
+	}
+	return 40
 }
 
 // TestManualTunnel: ping and a byte-checked TCP transfer over IPv4 and
@@ -266,7 +296,7 @@ func TestManualTunnel(t *testing.T) {
 	needLab(t)
 	for i, s := range suites {
 		t.Run(s.name, func(t *testing.T) {
-			l := startLab(t, fmt.Sprintf("dp%d", i+1), s)
+			l := startLab(t, fmt.Sprintf("dp%d", i+1), s, nil)
 			wan := l.topo.WANIface(netns.GR)
 			filter := map[string]string{"esp": "esp", "ah": "ah"}[s.protocol]
 			if s.encap {
@@ -354,7 +384,7 @@ func (l *lab) scapyOpen(t *testing.T, s suite, pkts [][]byte) {
 	}
 	var reqs []req
 	for i, p := range pkts {
-		lr := bytes.Equal(p[12:16], []byte{198, 18, 0, 1})
+		lr := fromLeft(p)
 		r := req{Name: fmt.Sprint(i), Proto: strings.ToUpper(s.protocol), Integ: s.scapyInteg, SPI: spiRL}
 		r.EncKey, r.IntegKey = s.encKeyRL, s.integKeyRL
 		if lr {
@@ -369,13 +399,29 @@ func (l *lab) scapyOpen(t *testing.T, s suite, pkts [][]byte) {
 			r.IntegKey = ""
 		}
 		if s.encap {
-			ihl := int(p[0]&0x0f) * 4
-			r.ESP = hex.EncodeToString(p[ihl+8:])
+			r.ESP = hex.EncodeToString(p[ipHeaderLen(p)+8:])
 		} else {
 			r.Packet = hex.EncodeToString(p)
 		}
 		reqs = append(reqs, r)
 	}
+	// The oracle must be able to say no: the first packet with one key
+	// bit flipped has to fail.
+	wrong := reqs[0]
+	key := &wrong.EncKey
+	if wrong.EncKey == "" {
+		key = &wrong.IntegKey
+	}
+	kb, _ := hex.DecodeString(*key)
+	kb[0] ^= 1
+	*key = hex.EncodeToString(kb)
+	win, _ := json.Marshal([]req{wrong})
+	wcmd := exec.Command(testenv.Python, filepath.Join(repoRoot(t), "testdata", "scapy", "open.py"))
+	wcmd.Stdin = bytes.NewReader(win)
+	if out, err := wcmd.Output(); err == nil {
+		t.Fatalf("scapy opened a packet with a wrong key: %s", out)
+	}
+
 	in, _ := json.Marshal(reqs)
 	cmd := exec.Command(testenv.Python, filepath.Join(repoRoot(t), "testdata", "scapy", "open.py"))
 	cmd.Stdin = bytes.NewReader(in)
@@ -416,7 +462,7 @@ func (l *lab) scapyOpen(t *testing.T, s suite, pkts [][]byte) {
 // cleartext claiming to come from the far LAN must not reach hl.
 func TestManualTunnelRejects(t *testing.T) {
 	needLab(t)
-	l := startLab(t, "dp9", suites[0])
+	l := startLab(t, "dp9", suites[0], nil)
 	wan := l.topo.WANIface(netns.GL)
 	capt, err := l.topo.Capture(netns.GL, wan, "esp")
 	if err != nil {
@@ -431,7 +477,7 @@ func TestManualTunnelRejects(t *testing.T) {
 	}
 	var fromGR []byte
 	for _, p := range readPcap(t, pcap) {
-		if bytes.Equal(p[12:16], []byte{198, 18, 0, 2}) {
+		if !fromLeft(p) {
 			fromGR = p
 			break
 		}
