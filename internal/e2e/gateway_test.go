@@ -221,8 +221,10 @@ func startLab(t *testing.T, prefix string, s suite, prep func(*netns.Topology)) 
 
 // stats asks a gateway for its counters (SIGUSR1 → stats file).
 type statsFile struct {
-	Drops    map[string]uint64
-	Children []struct {
+	Drops      map[string]uint64
+	MSSClamped uint64
+	TooBigSent uint64
+	Children   []struct {
 		Name    string
 		In, Out struct {
 			BytesIn, PacketsIn, BytesOut, PacketsOut uint64
@@ -558,5 +560,69 @@ func (l *lab) scapy(node netns.Node, script string) {
 	l.t.Helper()
 	if out, err := l.topo.Run(node, testenv.Python, "-c", script); err != nil {
 		l.t.Fatalf("scapy in %s: %v\n%s", node, err, out)
+	}
+}
+
+// TestManualTunnelPathMTU: with a 1400-byte WAN, inner packets that do not
+// fit get ICMP "fragmentation needed" / ICMPv6 "packet too big" with the
+// tunnel's MTU, packets without DF are carried in fragmented outer
+// packets, and TCP SYNs are clamped so TCP never needs either.
+func TestManualTunnelPathMTU(t *testing.T) {
+	needLab(t)
+	const wanMTU = 1400
+	l := startLab(t, "dp10", suites[0], func(topo *netns.Topology) {
+		for _, n := range []netns.Node{netns.GL, netns.GR} {
+			topo.MustRun(n, "ip", "link", "set", topo.WANIface(n), "mtu", fmt.Sprint(wanMTU))
+		}
+	})
+	// ESP AES-GCM in IPv4: outer header 20, SPI+seq 8, IV 8, ICV 16; the
+	// inner packet plus pad length and next header padded to 4 bytes.
+	avail := wanMTU - 20 - 8 - 8 - 16
+	maxInner := avail - avail%4 - 2
+	// TCP first, while no host has learned the path MTU: the SYNs carry
+	// the hosts' full MSS and must be clamped.
+	if _, err := l.topo.TCPTransfer(netns.HL, netns.HR, netns.HR4, 2<<20); err != nil {
+		t.Fatalf("TCP over the small-MTU tunnel: %v", err)
+	}
+	ping := func(args ...string) (string, error) {
+		out, err := l.topo.Run(netns.HL, append([]string{"ping", "-n", "-c", "1", "-W", "2"}, args...)...)
+		return string(out), err
+	}
+	wan := l.topo.WANIface(netns.GR)
+	capt, err := l.topo.Capture(netns.GR, wan, "ip[6:2] & 0x3fff != 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ping("-M", "dont", "-s", "1372", netns.HR4); err != nil {
+		t.Fatalf("ping without DF, 1400 bytes: %v\n%s", err, out)
+	}
+	pcap, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(readPcap(t, pcap)); n < 4 {
+		t.Errorf("want the outer packets both ways fragmented (>= 4 fragments), saw %d", n)
+	}
+
+	// Now DF: hl learns the tunnel's MTU from the answers.
+	var out string
+	out, err = ping("-M", "do", "-s", fmt.Sprint(maxInner-28+1), netns.HR4)
+	if err == nil || !strings.Contains(out, fmt.Sprintf("mtu = %d", maxInner)) {
+		t.Fatalf("DF ping one byte too big: want frag needed with mtu = %d, got (%v):\n%s", maxInner, err, out)
+	}
+	if out, err := ping("-M", "do", "-s", fmt.Sprint(maxInner-28), netns.HR4); err != nil {
+		t.Fatalf("DF ping that just fits: %v\n%s", err, out)
+	}
+	out, err = ping("-s", fmt.Sprint(maxInner-48+1), netns.HR6)
+	if err == nil || !strings.Contains(out, fmt.Sprintf("mtu=%d", maxInner)) {
+		t.Fatalf("IPv6 ping one byte too big: want packet too big, mtu=%d, got (%v):\n%s", maxInner, err, out)
+	}
+
+	left, right := l.stats(l.left), l.stats(l.right)
+	if left.TooBigSent < 2 || left.Drops["too_big"] != left.TooBigSent {
+		t.Errorf("left gateway: %d too-big answers (%d drops), want >= 2", left.TooBigSent, left.Drops["too_big"])
+	}
+	if left.MSSClamped < 1 || right.MSSClamped < 1 {
+		t.Errorf("MSS clamped %d times on the left, %d on the right; want SYN and SYN-ACK clamped", left.MSSClamped, right.MSSClamped)
 	}
 }
