@@ -112,6 +112,10 @@ func seal(s *sa.SA, seq uint64, nh uint8, iv []byte, buf []byte, off, n int) ([]
 		}
 		copy(pkt[head+payloadLen:], c.MACSum())
 	}
+	if err := s.Err(); err != nil {
+		// Closed while we worked: the keys may have been cleared under us.
+		return nil, err
+	}
 	return pkt, nil
 }
 

@@ -100,3 +100,22 @@ func TestCBCIVsDistinct(t *testing.T) {
 		seen[iv], seen[iv2] = true, true
 	}
 }
+
+// TestMACAfterCloseFailsSafely: a worker still holding a closed SA gets
+// a failed verification, not a panic, once the HMAC pads are wiped.
+func TestMACAfterCloseFailsSafely(t *testing.T) {
+	s, err := New(Config{SPI: 0x3002, Protocol: ProtoAH, Integ: IntegHMACSHA256128, IntegKey: key(32, 5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Crypto()
+	c.MACStart()
+	c.MACWrite([]byte("x"))
+	icv := append([]byte(nil), c.MACSum()...)
+	s.Close()
+	c.MACStart()
+	c.MACWrite([]byte("x"))
+	if c.MACVerify(icv) {
+		t.Fatal("a closed SA verified an ICV")
+	}
+}

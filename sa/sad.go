@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // SAD is the Security Association Database for inbound lookups: SPI →
@@ -97,12 +98,19 @@ func (d *SAD) Remove(spi uint32) (old *SA) {
 	return old
 }
 
-// Delete removes the SA for spi and closes it (expiring it and clearing
-// its keys). It reports whether an SA was found.
+// CloseGrace is how long Delete waits between expiring an SA and
+// clearing its keys: a worker that looked the SA up just before may still
+// be sealing or opening a packet with it.
+const CloseGrace = time.Second
+
+// Delete removes the SA for spi and expires it at once, so no new packet
+// is processed with it; its keys are cleared (Close) CloseGrace later. It
+// reports whether an SA was found.
 func (d *SAD) Delete(spi uint32) bool {
 	old := d.Remove(spi)
 	if old != nil {
-		old.Close()
+		old.Expire()
+		time.AfterFunc(CloseGrace, old.Close)
 	}
 	return old != nil
 }

@@ -39,7 +39,7 @@ func TestSAD(t *testing.T) {
 		t.Fatal("Replace closed the old SA")
 	}
 	if !d.Delete(0x1001) || d.Lookup(0x1001) != nil || a2.Err() != ErrExpired {
-		t.Fatal("Delete did not remove and close")
+		t.Fatal("Delete did not remove and expire")
 	}
 	if d.Delete(0x1001) {
 		t.Fatal("Delete of a missing SPI reported true")
