@@ -112,6 +112,9 @@ func TestTwoCharonsPSK(t *testing.T) {
 			t.Errorf("%s: left %v, right %v", c.what, c.l, c.r)
 		}
 	}
+	if lIKE.NATLocal || rIKE.NATLocal {
+		t.Errorf("NAT seen without one: left nat-local=%v, right nat-local=%v", lIKE.NATLocal, rIKE.NATLocal)
+	}
 	if lIKE.State != "ESTABLISHED" || !lIKE.Initiator || lIKE.EncrAlg != "AES_GCM_16" || lIKE.DHGroup != "CURVE_25519" {
 		t.Errorf("left IKE_SA: %+v", lIKE)
 	}
@@ -258,4 +261,50 @@ func countPackets(t *testing.T, path string) int {
 	n := 0
 	readPcap(t, path, func(gopacket.Packet) { n++ })
 	return n
+}
+
+// gl behind the NAT, IKE and ESP over IPv6, both address families inside:
+// the NAT option, NAT-T and IPv6 of the lab, with strongSwan on both ends.
+func TestTwoCharonsNATIPv6(t *testing.T) {
+	if testing.Short() {
+		t.Skip("namespace test left out by -short")
+	}
+	Require(t)
+	topo := netns.NewTopology(t, "sw2", netns.WithNAT())
+	leftCfg := sitePair(topo.GLWan6, netns.WanGR6, "gw-left", "gw-right", netns.LeftLAN4, netns.RightLAN4)
+	rightCfg := sitePair(netns.WanGR6, netns.WanGL6, "gw-right", "gw-left", netns.RightLAN4, netns.LeftLAN4)
+	leftCfg.Connections[0].Children[0].LocalTS = append(leftCfg.Connections[0].Children[0].LocalTS, netns.LeftLAN6)
+	leftCfg.Connections[0].Children[0].RemoteTS = append(leftCfg.Connections[0].Children[0].RemoteTS, netns.RightLAN6)
+	rightCfg.Connections[0].Children[0].LocalTS = append(rightCfg.Connections[0].Children[0].LocalTS, netns.RightLAN6)
+	rightCfg.Connections[0].Children[0].RemoteTS = append(rightCfg.Connections[0].Children[0].RemoteTS, netns.LeftLAN6)
+	left := Start(t, topo, netns.GL, leftCfg, Options{})
+	right := Start(t, topo, netns.GR, rightCfg, Options{})
+
+	if err := left.Initiate("net", 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	lIKE, _, err := left.WaitChild("net", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rIKE, _, err := right.WaitChild("net", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (Without a NAT each libipsec charon claims one too, so nat-remote
+	// alone proves nothing; nat-local does.)
+	if !lIKE.NATLocal || !rIKE.NATRemote || rIKE.NATLocal {
+		t.Errorf("NAT detection: left nat-local=%v, right nat-remote=%v nat-local=%v", lIKE.NATLocal, rIKE.NATRemote, rIKE.NATLocal)
+	}
+	if rIKE.RemoteHost != netns.WanGL6 || rIKE.RemotePort < netns.NATPortMin || rIKE.RemotePort > netns.NATPortMax {
+		t.Errorf("right sees the left at [%s]:%d, want the NAT's address and a mapped port", rIKE.RemoteHost, rIKE.RemotePort)
+	}
+	for _, to := range []string{netns.HR4, netns.HR6} {
+		if err := topo.Ping(netns.HL, to, 3); err != nil {
+			t.Errorf("through strongSwan behind NAT: %v", err)
+		}
+	}
+	if _, err := topo.TCPTransfer(netns.HL, netns.HR, netns.HR6, 256<<10); err != nil {
+		t.Errorf("TCP over IPv6 through strongSwan behind NAT: %v", err)
+	}
 }
