@@ -27,7 +27,7 @@
 //
 // # API (all functions are safe for concurrent use on one SA)
 //
-//	func Overhead(s *sa.SA) (head, tail int)
+//	func Overhead(s *sa.SA) (head, tail int) // at most MaxHead, MaxTail
 //	func Seal(s *sa.SA, seq uint64, buf []byte, off, n int) ([]byte, error)
 //	func SealNextHeader(s *sa.SA, seq uint64, nextHeader uint8, buf []byte, off, n int) ([]byte, error)
 //	func Open(s *sa.SA, pkt []byte) (inner []byte, nextHeader uint8, err error)
@@ -45,9 +45,21 @@
 // high half of an extended sequence number inferred first, RFC 4303
 // Appendix A, because the ICV covers it), verifies the ICV and decrypts,
 // commits the sequence number to the window, and then checks the padding
-// and the Next Header. Tunnel-mode packets must carry IPv4 (4) or IPv6
-// (41) whose version nibble matches; a dummy packet (59) is consumed and
-// reported as sa.ErrDummy, to be dropped silently.
+// (1, 2, 3, ... as RFC 4303 §2.4 prescribes) and the Next Header.
+// Tunnel-mode packets must carry IPv4 (4) or IPv6 (41) whose version
+// nibble matches and whose IP length fits; bytes beyond that length are
+// TFC padding (RFC 4303 §2.7) and are cut off. A dummy packet (59) is
+// consumed and reported as sa.ErrDummy, to be dropped silently.
+//
+// # IVs
+//
+// AES-GCM and ChaCha20-Poly1305 use the 64-bit sequence number as the
+// explicit IV: RFC 4106 §3.1 and RFC 7634 §2 only require uniqueness
+// under the key, which the sequence number guarantees. AES-CBC needs
+// unpredictable IVs (RFC 3602 §2): each is a per-SA counter encrypted
+// with a random AES key drawn when the SA is created and never used for
+// anything else (NIST SP 800-38A Appendix C), so an observer who sees
+// every previous IV still cannot predict the next one.
 //
 // # Errors and counting
 //

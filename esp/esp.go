@@ -7,6 +7,15 @@ import (
 	"github.com/isle-ipsec/isle/sa"
 )
 
+// MaxHead and MaxTail bound Overhead over every supported algorithm, for
+// sizing buffers before an SA exists: AES-CBC's 16-byte IV after the
+// 8-byte header; up to 15 bytes of CBC padding, pad length, next header
+// and HMAC-SHA2-512-256's 32-byte ICV.
+const (
+	MaxHead = HeaderLen + 16
+	MaxTail = 15 + 2 + 32
+)
+
 // Overhead returns the room Seal needs before the inner packet (ESP
 // header and IV) and the most it can need after it (padding, pad length,
 // next header and ICV).
@@ -198,16 +207,32 @@ func trailer(s *sa.SA, pt []byte) ([]byte, uint8, error) {
 		return nil, 0, sa.ErrDummy
 	}
 	if s.Mode() == sa.ModeTunnel {
-		want := byte(0)
-		switch nh {
-		case NextHeaderIPv4:
-			want = 4
-		case NextHeaderIPv6:
-			want = 6
-		}
-		if want == 0 || len(inner) == 0 || inner[0]>>4 != want {
+		var ok bool
+		if inner, ok = tunnelInner(nh, inner); !ok {
 			return nil, 0, sa.ErrMalformed
 		}
 	}
 	return inner, nh, nil
+}
+
+// tunnelInner checks that a tunnel-mode payload is the IP version the
+// Next Header announces and cuts it to the length its IP header gives:
+// anything beyond is traffic-flow-confidentiality padding (RFC 4303 §2.7),
+// which a receiver must discard.
+func tunnelInner(nh uint8, p []byte) ([]byte, bool) {
+	switch {
+	case nh == NextHeaderIPv4 && len(p) >= 20 && p[0]>>4 == 4:
+		n := int(binary.BigEndian.Uint16(p[2:4]))
+		if n < 20 || n > len(p) {
+			return nil, false
+		}
+		return p[:n], true
+	case nh == NextHeaderIPv6 && len(p) >= 40 && p[0]>>4 == 6:
+		n := 40 + int(binary.BigEndian.Uint16(p[4:6]))
+		if n > len(p) {
+			return nil, false
+		}
+		return p[:n], true
+	}
+	return nil, false
 }

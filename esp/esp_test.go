@@ -2,6 +2,7 @@ package esp
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math"
 	"testing"
@@ -10,7 +11,7 @@ import (
 )
 
 func TestRoundTrip(t *testing.T) {
-	sizes := []int{1, 20, 21, 22, 23, 40, 41, 64, 100, 1420, 8192}
+	sizes := []int{40, 41, 42, 43, 64, 100, 1420, 8192}
 	for _, su := range suites {
 		for _, esn := range []bool{false, true} {
 			out, in := su.pair(t, pairOpts{esn: esn, window: 64})
@@ -107,8 +108,14 @@ func TestOpenErrors(t *testing.T) {
 		t.Run(su.name, func(t *testing.T) {
 			out, in := su.pair(t, pairOpts{window: 64})
 			bs := su.enc.BlockSize()
-			// raw payloads: inner || pad || padlen || nh, block aligned.
-			v4 := ipPacket(false, 2*bs-2, 3)
+			// raw payloads: inner || pad || padlen || nh, 48 bytes so
+			// that every block size is met without padding.
+			v4 := ipPacket(false, 46, 3)
+			v6 := ipPacket(true, 46, 3)
+			tfc := ipPacket(false, 46, 3)
+			binary.BigEndian.PutUint16(tfc[2:], 30) // 16 bytes of TFC padding
+			long := ipPacket(true, 46, 3)
+			binary.BigEndian.PutUint16(long[4:], 7) // claims 47 bytes
 			tests := []struct {
 				name    string
 				seq     uint64
@@ -119,10 +126,12 @@ func TestOpenErrors(t *testing.T) {
 				{"bad pad byte", 2, append(append([]byte{}, v4[:len(v4)-2]...), 1, 3, 2, 4), sa.ErrMalformed},
 				{"pad length too long", 3, append(append([]byte{}, v4...), 200, 4), sa.ErrMalformed},
 				{"next header not IP", 4, append(append([]byte{}, v4...), 0, 17), sa.ErrMalformed},
-				{"v4 next header on v6", 5, append(append([]byte{0x60}, v4[1:]...), 0, 4), sa.ErrMalformed},
+				{"v4 next header on v6", 5, append(append([]byte{}, v6...), 0, 4), sa.ErrMalformed},
 				{"v6 next header on v4", 6, append(append([]byte{}, v4...), 0, 41), sa.ErrMalformed},
 				{"dummy", 7, append(append([]byte{}, v4...), 0, 59), sa.ErrDummy},
 				{"empty inner", 8, append(make([]byte, 0, bs), seqPad(bs-2)...), sa.ErrMalformed},
+				{"IPv6 longer than payload", 9, append(append([]byte{}, long...), 0, 41), sa.ErrMalformed},
+				{"IPv4 shorter than header", 10, append(append([]byte{0x45, 0, 0, 19}, v4[4:]...), 0, 4), sa.ErrMalformed},
 			}
 			for _, tt := range tests {
 				pkt := sealRaw(t, out, tt.seq, tt.payload)
@@ -136,9 +145,16 @@ func TestOpenErrors(t *testing.T) {
 				}
 			}
 			st := in.Stats()
-			if st.Drops[sa.ReasonMalformed] != 6 || st.Drops[sa.ReasonDummy] != 1 || st.Drops[sa.ReasonReplayed] != uint64(len(tests)) {
+			if st.Drops[sa.ReasonMalformed] != 8 || st.Drops[sa.ReasonDummy] != 1 || st.Drops[sa.ReasonReplayed] != uint64(len(tests)) {
 				t.Fatalf("drop counters %v", st.Drops)
 			}
+
+			// TFC padding after the inner packet is cut off.
+			got, _, err := Open(in, sealRaw(t, out, 11, append(append([]byte{}, tfc...), 0, 4)))
+			if err != nil {
+				t.Fatalf("TFC: %v", err)
+			}
+			mustEqual(t, "inner without TFC padding", got, tfc[:30])
 
 			// Wrong SPI, too short, seq 0.
 			pkt := sealInto(t, out, 100, ipPacket(false, 40, 1))
@@ -462,5 +478,15 @@ func TestPacketAccessors(t *testing.T) {
 	}
 	if _, ok := SPI(p[:7]); ok {
 		t.Fatal("SPI of a short packet")
+	}
+}
+
+func TestMaxOverhead(t *testing.T) {
+	for _, su := range suites {
+		out, _ := su.pair(t, pairOpts{})
+		head, tail := Overhead(out)
+		if head > MaxHead || tail > MaxTail {
+			t.Fatalf("%s: Overhead %d/%d beyond MaxHead/MaxTail", su.name, head, tail)
+		}
 	}
 }

@@ -42,14 +42,7 @@ func FuzzOpen(f *testing.F) {
 		}
 
 		// 2. Seal, then open: the same inner comes back.
-		if len(inner) == 0 {
-			inner = []byte{0x45}
-		}
-		inner = append([]byte(nil), inner...)
-		inner[0] = inner[0]&0x0f | 0x40
-		if mask&1 == 1 {
-			inner[0] = inner[0]&0x0f | 0x60
-		}
+		inner = setIPHeader(append([]byte(nil), inner...), mask&1 == 1)
 		pkt := sealInto(t, out, 5, inner)
 		_, in2 := su.pair(t, pairOpts{esn: esn, window: 64})
 		got, _, err := Open(in2, append([]byte(nil), pkt...))

@@ -68,20 +68,34 @@ func (su suite) pair(t testing.TB, o pairOpts) (out, in *sa.SA) {
 	return mk(false), mk(true)
 }
 
-// ipPacket makes an inner packet of n bytes whose first byte carries the
-// IP version, the only field esp looks at.
+// ipPacket makes an inner packet of n bytes (at least 20 for IPv4, 40
+// for IPv6) with random contents except for the fields esp reads: the
+// version and the length.
 func ipPacket(v6 bool, n int, seed uint64) []byte {
 	p := make([]byte, n)
 	rng := rand.New(rand.NewPCG(seed, uint64(n)))
 	for i := range p {
 		p[i] = byte(rng.Uint32())
 	}
-	if n > 0 {
-		p[0] = 0x45
-		if v6 {
-			p[0] = 0x60
+	return setIPHeader(p, v6)
+}
+
+// setIPHeader writes version and length fields into p, growing it to the
+// minimum header size if needed.
+func setIPHeader(p []byte, v6 bool) []byte {
+	if v6 {
+		for len(p) < 40 {
+			p = append(p, 0)
 		}
+		p[0] = 0x60
+		binary.BigEndian.PutUint16(p[4:], uint16(len(p)-40))
+		return p
 	}
+	for len(p) < 20 {
+		p = append(p, 0)
+	}
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
 	return p
 }
 
