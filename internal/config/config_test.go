@@ -216,7 +216,7 @@ func TestProblems(t *testing.T) {
 		{"unknown far", "[gateway]\n\nfoo = 1\n", 3, `unknown key "foo" in [gateway]: expected "interface", "mtu"`},
 		{"mtu type", "[gateway]\nmtu = \"1400\"\n", 2, `gateway.mtu: expected an integer, got string "1400"`},
 		{"mtu range", "[gateway]\nmtu = 100\n", 2, `gateway.mtu: 100 is out of range: expected 576 to 65535`},
-		{"ports equal", "[gateway]\nike_port = 4500\n", 0, `natt_port: 4500 is also ike_port`},
+		{"ports equal", "[gateway]\nike_port = 4500\n", 2, `gateway.ike_port: ike_port and natt_port are both 4500`},
 		{"log level", "[gateway]\nlog_level = \"verbose\"\n", 2, `gateway.log_level: "verbose" is not valid: expected "debug", "info", "warn" or "error"`},
 		{"metrics", "[gateway]\nmetrics = \"9750\"\n", 2, `gateway.metrics: "9750" is not HOST:PORT`},
 		{"interface", "[gateway]\ninterface = \"a/b\"\n", 2, `not a valid interface name`},

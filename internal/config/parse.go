@@ -63,6 +63,8 @@ func (p *parser) config(root *table) *Config {
 		for _, st := range t.subs("secret") {
 			if s, ok := p.secret(st); ok {
 				cfg.Secrets = append(cfg.Secrets, s)
+			} else {
+				p.badSecrets = true
 			}
 		}
 	}
@@ -108,7 +110,11 @@ func (p *parser) gateway(t *table) Gateway {
 	g.IKEPort = uint16(t.integer("ike_port", DefaultIKEPort, 1, 65535))
 	g.NATTPort = uint16(t.integer("natt_port", DefaultNATTPort, 1, 65535))
 	if g.IKEPort == g.NATTPort {
-		t.errorf("natt_port", "%d is also ike_port: IKE and NAT-T need two different ports", g.NATTPort)
+		key := "natt_port"
+		if !t.has(key) {
+			key = "ike_port"
+		}
+		t.errorf(key, "ike_port and natt_port are both %d: IKE and NAT-T need two different ports", g.NATTPort)
 	}
 	g.Keylog = t.filePath("keylog", "")
 	if s, _ := t.str("metrics", ""); s != "" {
@@ -159,12 +165,12 @@ func (p *parser) secret(t *table) (Secret, bool) {
 	case file != "":
 		data, err := secretFile(file)
 		if err != nil {
-			t.errorf("secret_file", "%q %v", file, err)
+			t.errorf("secret_file", "%q %v", t.written("secret_file"), err)
 			return s, false
 		}
 		key, err := decodeSecret(string(data))
 		if err != nil {
-			t.errorf("secret_file", "%q: %v", file, err)
+			t.errorf("secret_file", "%q: %v", t.written("secret_file"), err)
 			return s, false
 		}
 		s.Key = key
@@ -184,6 +190,9 @@ func (p *parser) secret(t *table) (Secret, bool) {
 // addrs reads a list of IP addresses where "%any" may stand for any.
 func (t *table) addrs(key string) (list []netip.Addr, anyAddr, present bool) {
 	vals, present := t.strs(key)
+	if present && len(vals) == 0 {
+		t.errorf(key, "empty: expected IP addresses or [\"%%any\"]")
+	}
 	for _, v := range vals {
 		v = strings.TrimSpace(v)
 		if v == "%any" || v == "%any4" || v == "%any6" {
@@ -222,10 +231,6 @@ func (p *parser) connection(t *table, cfg *Config) Connection {
 		t.errorf("", "missing remote_addrs: the peer's address, e.g. [\"198.18.0.2\"], or [\"%%any\"] to accept any peer (responder only)")
 	case remoteAny && len(remote) > 0:
 		t.errorf("remote_addrs", "\"%%any\" together with addresses: use either")
-	case !remoteAny && len(remote) == 0:
-		if t.has("remote_addrs") {
-			t.errorf("remote_addrs", "empty: expected the peer's address(es) or [\"%%any\"]")
-		}
 	}
 	c.RemoteAddrs, c.RemoteAny = remote, remoteAny && len(remote) == 0
 	if len(local) > 0 && len(remote) > 0 && !shareFamily(local, remote) {
@@ -247,7 +252,9 @@ func (p *parser) connection(t *table, cfg *Config) Connection {
 	} else if !t.has("remote") {
 		t.errorf("", "missing [%s] table: auth (\"psk\" or \"pubkey\") and id of the peer", t.name("remote"))
 	}
-	if c.Local.Auth == AuthPSK || c.Remote.Auth == AuthPSK {
+	if (c.Local.Auth == AuthPSK || c.Remote.Auth == AuthPSK) && !p.badIDs && !p.badSecrets {
+		// With a bad identity or secret the check would only add a
+		// confusing consequence of the problem already reported.
 		p.checkPSK(t, c, cfg)
 	}
 
@@ -319,6 +326,7 @@ func (t *table) identity(key string) (Identity, bool) {
 	id, err := ParseIdentity(s)
 	if err != nil {
 		t.errorf(key, "%v", err)
+		t.p.badIDs = true
 		return Identity{}, false
 	}
 	return id, true
@@ -348,19 +356,19 @@ func (p *parser) localAuth(t *table, c Connection) LocalAuth {
 		if la.CertFile == "" {
 			t.errorf("", "auth = \"pubkey\" needs cert = \"path/to/cert.pem\" (our certificate)")
 		} else if certs, err := loadCerts(la.CertFile); err != nil {
-			t.errorf("cert", "%q: %v", la.CertFile, err)
+			t.errorf("cert", "%q: %v", t.written("cert"), err)
 		} else {
 			la.Certs = certs
 		}
 		if la.KeyFile == "" {
 			t.errorf("", "auth = \"pubkey\" needs key = \"path/to/key.pem\" (our private key)")
 		} else if key, err := loadKey(la.KeyFile); err != nil {
-			t.errorf("key", "%q: %v", la.KeyFile, err)
+			t.errorf("key", "%q: %v", t.written("key"), err)
 		} else {
 			la.Key = key
 		}
 		if len(la.Certs) > 0 && la.Key != nil && !keyMatchesCert(la.Key, la.Certs[0]) {
-			t.errorf("key", "%q is not the private key of the certificate %q", la.KeyFile, la.CertFile)
+			t.errorf("key", "%q is not the private key of the certificate %q", t.written("key"), t.written("cert"))
 		}
 		if len(la.Certs) > 0 {
 			cert := la.Certs[0]
@@ -370,7 +378,7 @@ func (p *parser) localAuth(t *table, c Connection) LocalAuth {
 				}
 			} else if la.ID.Kind != IDAny && !certHasIdentity(cert, la.ID) {
 				t.errorf("id", "%q is neither the subject nor a subjectAltName of the certificate %q (subject %q%s)",
-					la.ID, la.CertFile, subjectString(cert), sanList(cert))
+					la.ID, t.written("cert"), subjectString(cert), sanList(cert))
 			}
 		}
 	}
@@ -421,7 +429,8 @@ func (p *parser) remoteAuth(t *table) RemoteAuth {
 		if len(files) == 0 {
 			t.errorf("", "auth = \"pubkey\" needs cacert = \"path/to/ca.pem\" (trust anchor for the peer's certificate)")
 		}
-		for _, f := range files {
+		for _, written := range files {
+			f := written
 			if f == "" {
 				t.errorf("cacert", "empty path")
 				continue
@@ -432,7 +441,7 @@ func (p *parser) remoteAuth(t *table) RemoteAuth {
 			ra.CACertFiles = append(ra.CACertFiles, f)
 			certs, err := loadCerts(f)
 			if err != nil {
-				t.errorf("cacert", "%q: %v", f, err)
+				t.errorf("cacert", "%q: %v", written, err)
 				continue
 			}
 			ra.CACerts = append(ra.CACerts, certs...)
@@ -451,16 +460,19 @@ func (p *parser) checkPSK(t *table, c Connection, cfg *Config) {
 	if c.Local.Auth == AuthPSK {
 		key = "local"
 	}
-	at := &table{p: p, path: t.keyPath(key)}
-	at.errorf("auth", "auth = \"psk\" but no [secrets] entry has ids matching %q or %q: add [secrets.%s] with ids = [%q, %q] and secret",
-		idOrAddr(local), c.Remote.ID, c.Name, idOrAddr(local), c.Remote.ID)
-}
-
-func idOrAddr(id Identity) string {
-	if id.Kind == IDAny {
-		return "this gateway's address"
+	var ids []string
+	for _, id := range []Identity{local, c.Remote.ID} {
+		if id.Kind != IDAny {
+			ids = append(ids, strconv.Quote(id.String()))
+		}
 	}
-	return id.String()
+	at := &table{p: p, path: t.keyPath(key)}
+	if len(ids) == 0 {
+		at.errorf("auth", "auth = \"psk\" but there is no [secrets] entry: add [secrets.%s] with secret", c.Name)
+		return
+	}
+	at.errorf("auth", "auth = \"psk\" but no [secrets] entry has ids matching %s: add [secrets.%s] with ids = [%s] and secret",
+		strings.Join(ids, " or "), c.Name, strings.Join(ids, ", "))
 }
 
 func (p *parser) child(t *table, c Connection) Child {

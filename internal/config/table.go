@@ -17,6 +17,9 @@ type parser struct {
 	base  string
 	lines keyLines
 	errs  Errors
+	// badIDs and badSecrets record that an identity or a secret was
+	// already reported, so cross-checks that depend on them stay quiet.
+	badIDs, badSecrets bool
 }
 
 func (p *parser) errorAt(path []string, format string, args ...any) {
@@ -256,6 +259,13 @@ func (t *table) filePath(key, def string) string {
 	return s
 }
 
+// written returns a path as the file has it (for messages: relative to
+// the file, as the administrator wrote it).
+func (t *table) written(key string) string {
+	s, _ := t.m[key].(string)
+	return s
+}
+
 // sub returns the table at key, nil when absent (or not a table, which is
 // reported).
 func (t *table) sub(key string) *table {
@@ -329,6 +339,13 @@ func suggest(k string, keys []string) string {
 	for _, c := range keys {
 		if d := editDistance(strings.ToLower(k), c); d < bestD {
 			best, bestD = c, d
+		}
+	}
+	if best == "" && len(k) >= 4 {
+		for _, c := range keys {
+			if strings.HasPrefix(c, k) || strings.HasPrefix(k, c) && len(c) >= 4 {
+				return c
+			}
 		}
 	}
 	return best
