@@ -20,6 +20,7 @@ package config
 import (
 	"crypto"
 	"crypto/x509"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -147,7 +148,7 @@ const (
 	StartTrap                     // initiate on the first packet that matches
 )
 
-func (a StartAction) String() string { return [...]string{"none", "start", "trap"}[a] }
+func (a StartAction) String() string { return actionName(uint8(a), "none", "start", "trap") }
 
 // DPDAction is what happens to a child when the peer stops answering.
 type DPDAction uint8
@@ -158,7 +159,7 @@ const (
 	DPDTrap                     // initiate again on the next matching packet
 )
 
-func (a DPDAction) String() string { return [...]string{"clear", "restart", "trap"}[a] }
+func (a DPDAction) String() string { return actionName(uint8(a), "clear", "restart", "trap") }
 
 // CloseAction is what happens when the peer deletes the CHILD_SA.
 type CloseAction uint8
@@ -169,7 +170,15 @@ const (
 	CloseTrap                     // initiate again on the next matching packet
 )
 
-func (a CloseAction) String() string { return [...]string{"none", "start", "trap"}[a] }
+func (a CloseAction) String() string { return actionName(uint8(a), "none", "start", "trap") }
+
+// actionName names an action as the configuration spells it.
+func actionName(a uint8, names ...string) string {
+	if int(a) < len(names) {
+		return names[a]
+	}
+	return fmt.Sprintf("action(%d)", a)
+}
 
 // Secret is one [secrets.NAME] table: a pre-shared key.
 type Secret struct {

@@ -487,3 +487,33 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestActionNames(t *testing.T) {
+	if StartTrap.String() != "trap" || DPDClear.String() != "clear" || CloseStart.String() != "start" || StartAction(9).String() != "action(9)" {
+		t.Error("action names")
+	}
+}
+
+// FuzzParseIdentity: identities come from the file and, through the same
+// type, are compared with what peers present.
+func FuzzParseIdentity(f *testing.F) {
+	for _, s := range []string{"gw-a.example.net", "C=CH, O=Acme, CN=gw-a", "/C=CH/CN=\"a,b\"", "a@b.c", "@x", "2001:db8::1", "%any", "1.2.3.4=5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := ParseIdentity(s)
+		if err != nil {
+			return
+		}
+		_ = id.Data()
+		if !id.Matches(id) {
+			t.Fatalf("%q does not match itself", s)
+		}
+		if id.Kind != IDDN {
+			back, err := ParseIdentity(id.String())
+			if err != nil || !back.Matches(id) || !id.Matches(back) {
+				t.Fatalf("%q: String() %q does not parse back to the same identity: %v", s, id.String(), err)
+			}
+		}
+	})
+}
