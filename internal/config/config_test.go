@@ -220,6 +220,8 @@ func TestProblems(t *testing.T) {
 		{"log level", "[gateway]\nlog_level = \"verbose\"\n", 2, `gateway.log_level: "verbose" is not valid: expected "debug", "info", "warn" or "error"`},
 		{"metrics", "[gateway]\nmetrics = \"9750\"\n", 2, `gateway.metrics: "9750" is not HOST:PORT`},
 		{"interface", "[gateway]\ninterface = \"a/b\"\n", 2, `not a valid interface name`},
+		{"keylog", "[gateway]\nkeylog = \"no-such-dir\"\n", 2, `gateway.keylog: "no-such-dir" is not a directory`},
+		{"keylog ok", "[gateway]\nkeylog = \".\"\n", 0, ""},
 		{"duration", strings.Replace(okConn, "[connections.c]\n", "[connections.c]\ndpd_delay = \"30x\"\n", 1), 3, `connections.c.dpd_delay: bad duration "30x"`},
 		{"remote any default", strings.Replace(okConn, `"198.18.0.2"`, `"%any"`, 1), 0, ""},
 		{"remote any start", strings.Replace(strings.Replace(okConn, `"198.18.0.2"`, `"%any"`, 1), "[secrets.s]", "start_action = \"start\"\n[secrets.s]", 1), 9, `connections.c.children.x.start_action: remote_addrs is ["%any"], so this gateway only responds and cannot initiate: expected "none"`},

@@ -117,6 +117,11 @@ func (p *parser) gateway(t *table) Gateway {
 		t.errorf(key, "ike_port and natt_port are both %d: IKE and NAT-T need two different ports", g.NATTPort)
 	}
 	g.Keylog = t.filePath("keylog", "")
+	if g.Keylog != "" {
+		if fi, err := os.Stat(g.Keylog); err != nil || !fi.IsDir() {
+			t.errorf("keylog", "%q is not a directory: expected the folder where the Wireshark key files go", t.written("keylog"))
+		}
+	}
 	if s, _ := t.str("metrics", ""); s != "" {
 		host, port, err := net.SplitHostPort(s)
 		n, perr := strconv.ParseUint(port, 10, 16)
