@@ -97,11 +97,26 @@ type Dataplane struct {
 	mu       sync.Mutex // serialises AddChild/RemoveChild
 	children map[string]*child
 
+	// sendHook, when set (in-memory tests), replaces the sockets for
+	// outbound packets.
+	sendHook func(c *child, outer []byte) error
+
 	ctr    counters
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
+}
+
+// newDataplane assembles a dataplane around a TUN device; link is nil
+// for a device the kernel does not know (in-memory tests), which then gets
+// no routes.
+func newDataplane(cfg Config, dev tun.Device, link *tunLink) *Dataplane {
+	d := &Dataplane{cfg: cfg, log: cfg.Logger, tun: dev, link: link, children: map[string]*child{}}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	empty := map[uint32]*child{}
+	d.sad.Store(&empty)
+	return d
 }
 
 // New creates the TUN device and the sockets and starts the workers. The
@@ -116,19 +131,16 @@ func New(cfg Config) (*Dataplane, error) {
 	if cfg.MTU < 576 || cfg.MTU > maxPkt-headroom {
 		return nil, fmt.Errorf("dataplane: MTU %d out of range", cfg.MTU)
 	}
-	d := &Dataplane{cfg: cfg, log: cfg.Logger, children: map[string]*child{}}
-	d.ctx, d.cancel = context.WithCancel(context.Background())
-	empty := map[uint32]*child{}
-	d.sad.Store(&empty)
-
-	var err error
-	if d.tun, err = createTUN(cfg.Interface, cfg.MTU); err != nil {
+	dev, err := createTUN(cfg.Interface, cfg.MTU)
+	if err != nil {
 		return nil, fmt.Errorf("dataplane: TUN %q: %w", cfg.Interface, err)
 	}
-	if d.link, err = configureTUN(cfg.Interface, cfg.MTU); err != nil {
-		d.tun.Close()
+	link, err := configureTUN(cfg.Interface, cfg.MTU)
+	if err != nil {
+		dev.Close()
 		return nil, fmt.Errorf("dataplane: TUN %q: %w", cfg.Interface, err)
 	}
+	d := newDataplane(cfg, dev, link)
 	if err := d.openSockets(); err != nil {
 		d.Close()
 		return nil, err
@@ -244,11 +256,8 @@ func (d *Dataplane) AddChild(c Child) error {
 		return fmt.Errorf("dataplane: child %q: %w", c.Name, err)
 	}
 	peer := c.Out.Remote().Addr().Unmap()
-	for _, p := range pol.Remote() {
-		if p.Contains(peer) {
-			return fmt.Errorf("dataplane: child %q: peer address %v lies inside remote selector %v: "+
-				"ESP to the peer would be routed back into the tunnel", c.Name, peer, p)
-		}
+	if err := checkNoLoop(peer, pol); err != nil {
+		return fmt.Errorf("dataplane: child %q: %w", c.Name, err)
 	}
 	if c.Out.Mode() != sa.ModeTunnel {
 		return fmt.Errorf("dataplane: child %q: only tunnel mode is supported", c.Name)
@@ -260,7 +269,7 @@ func (d *Dataplane) AddChild(c Child) error {
 	if c.Out.Encap() && d.udp == nil {
 		return fmt.Errorf("dataplane: child %q: UDP encapsulation needs natt_port", c.Name)
 	}
-	if !c.Out.Encap() && d.raw[fam][protoIndex(c.Out.Protocol())] == nil {
+	if !c.Out.Encap() && d.sendHook == nil && d.raw[fam][protoIndex(c.Out.Protocol())] == nil {
 		return fmt.Errorf("dataplane: child %q: no raw socket for %v over IPv%d", c.Name, c.Out.Protocol(), 4+2*fam)
 	}
 	ch := &child{Child: c, policy: pol, dst: newOuterDst(c.Out.Remote(), d.cfg.NATTPort)}
@@ -321,6 +330,19 @@ func (d *Dataplane) RemoveChild(name string) bool {
 	d.unroute(c)
 	d.log.Info("child SA removed", "child", name)
 	return true
+}
+
+// checkNoLoop refuses a peer address inside the remote selectors: the
+// route for those selectors points into the TUN device, so the sealed
+// packets to the peer would come back in and be sealed again, forever.
+func checkNoLoop(peer netip.Addr, pol *policy.Policy) error {
+	for _, p := range pol.Remote() {
+		if p.Contains(peer) {
+			return fmt.Errorf("peer address %v lies inside remote selector %v: "+
+				"packets to the peer would be routed back into the tunnel", peer, p)
+		}
+	}
+	return nil
 }
 
 func (d *Dataplane) dropSPI(spi uint32) {

@@ -32,17 +32,32 @@ func maxInner(s *sa.SA, outerMTU int) int {
 	return avail - avail%bs - 2
 }
 
+// outPath is the outbound path's per-goroutine state: the packet buffer
+// with head- and tailroom and the scratch for ICMP answers.
+type outPath struct {
+	d        *Dataplane
+	buf      []byte
+	bufs     [][]byte
+	sizes    []int
+	icmp     []byte
+	icmpBufs [][]byte
+	writers  [2][2]*rawWriter // [ESP, AH][IPv4, IPv6]
+}
+
+func newOutPath(d *Dataplane) *outPath {
+	o := &outPath{d: d, buf: make([]byte, bufSize), sizes: []int{0}, icmp: make([]byte, headroom+ipv6MinMTU)}
+	o.bufs = [][]byte{o.buf}
+	o.icmpBufs = [][]byte{o.icmp}
+	o.writers = [2][2]*rawWriter{d.espTx, d.ahTx}
+	return o
+}
+
 // tunLoop is the outbound path: TUN → SPD → seal → socket.
 func (d *Dataplane) tunLoop() {
 	defer d.wg.Done()
-	buf := make([]byte, bufSize)
-	bufs := [][]byte{buf}
-	sizes := []int{0}
-	icmp := make([]byte, headroom+ipv6MinMTU)
-	icmpBufs := [][]byte{icmp}
-	writers := [2][2]*rawWriter{d.espTx, d.ahTx}
+	o := newOutPath(d)
 	for {
-		_, err := d.tun.Read(bufs[:1], sizes, headroom)
+		_, err := d.tun.Read(o.bufs[:1], o.sizes, headroom)
 		if err != nil {
 			if isClosed(err) || d.ctx.Err() != nil {
 				return
@@ -50,70 +65,76 @@ func (d *Dataplane) tunLoop() {
 			d.log.Error("reading TUN device", "err", err)
 			return
 		}
-		n := sizes[0]
-		pkt := buf[headroom : headroom+n]
-		t, err := policy.ParseTuple(pkt)
-		if err != nil {
-			d.drop(DropMalformed)
-			continue
+		o.handle(o.sizes[0])
+	}
+}
+
+// handle processes the inner packet of n bytes at o.buf[headroom:].
+func (o *outPath) handle(n int) {
+	d := o.d
+	pkt := o.buf[headroom : headroom+n]
+	t, err := policy.ParseTuple(pkt)
+	if err != nil {
+		d.drop(DropMalformed)
+		return
+	}
+	c, _, ok := d.spd.Lookup(t)
+	if !ok {
+		d.drop(DropNoPolicy)
+		return
+	}
+	if !d.cfg.NoMSSClamp {
+		mss := c.mss4
+		if t.Src.Is6() {
+			mss = c.mss6
 		}
-		c, _, ok := d.spd.Lookup(t)
-		if !ok {
-			d.drop(DropNoPolicy)
-			continue
+		if clampMSS(pkt, mss) {
+			d.ctr.mssClamped.Add(1)
 		}
-		if !d.cfg.NoMSSClamp {
-			mss := c.mss4
-			if t.Src.Is6() {
-				mss = c.mss6
-			}
-			if clampMSS(pkt, mss) {
-				d.ctr.mssClamped.Add(1)
-			}
+	}
+	if n > c.maxInner && wantsTooBig(pkt, c.maxInner) {
+		// Tell the sender the tunnel's MTU, so that its path MTU
+		// discovery works through the tunnel (RFC 4301 §8.2).
+		m := tooBig(o.icmp[headroom:], pkt, c.maxInner)
+		o.icmpBufs[0] = o.icmp[:headroom+m]
+		if _, err := d.tun.Write(o.icmpBufs, headroom); err != nil {
+			d.drop(DropTUNError)
 		}
-		if n > c.maxInner && wantsTooBig(pkt, c.maxInner) {
-			// Tell the sender the tunnel's MTU (RFC 4301 §8.2.1 in
-			// spirit: PMTU for the inner path).
-			m := tooBig(icmp[headroom:], pkt, c.maxInner)
-			icmpBufs[0] = icmp[:headroom+m]
-			if _, err := d.tun.Write(icmpBufs, headroom); err != nil {
-				d.drop(DropTUNError)
-			}
-			d.drop(DropTooBig)
-			d.ctr.tooBigSent.Add(1)
-			continue
+		d.drop(DropTooBig)
+		d.ctr.tooBigSent.Add(1)
+		return
+	}
+	s := c.Out
+	seq, err := s.NextSeq()
+	if err != nil {
+		s.CountDrop(sa.ReasonOf(err))
+		d.drop(dropOf(err))
+		return
+	}
+	var out []byte
+	if s.Protocol() == sa.ProtoAH {
+		out, err = ah.Seal(s, seq, o.buf, headroom, n)
+	} else {
+		out, err = esp.Seal(s, seq, o.buf, headroom, n)
+	}
+	if err != nil {
+		d.drop(dropOf(err))
+		return
+	}
+	if d.sendHook != nil {
+		err = d.sendHook(c, out)
+	} else if s.Encap() {
+		_, err = d.udp.WriteToUDPAddrPort(out, c.dst.udp)
+	} else {
+		fam := 0
+		if c.dst.udp.Addr().Is6() {
+			fam = 1
 		}
-		s := c.Out
-		seq, err := s.NextSeq()
-		if err != nil {
-			s.CountDrop(sa.ReasonOf(err))
-			d.drop(dropOf(err))
-			continue
-		}
-		var out []byte
-		if s.Protocol() == sa.ProtoAH {
-			out, err = ah.Seal(s, seq, buf, headroom, n)
-		} else {
-			out, err = esp.Seal(s, seq, buf, headroom, n)
-		}
-		if err != nil {
-			d.drop(dropOf(err))
-			continue
-		}
-		switch {
-		case s.Encap():
-			_, err = d.udp.WriteToUDPAddrPort(out, c.dst.udp)
-		default:
-			fam := 0
-			if c.dst.udp.Addr().Is6() {
-				fam = 1
-			}
-			err = writers[protoIndex(s.Protocol())][fam].send(out, c.dst.sa)
-		}
-		if err != nil {
-			d.drop(DropSendError)
-			d.log.Debug("sending outer packet", "child", c.Name, "err", err)
-		}
+		err = o.writers[protoIndex(s.Protocol())][fam].send(out, c.dst.sa)
+	}
+	if err != nil {
+		d.drop(DropSendError)
+		d.log.Debug("sending outer packet", "child", c.Name, "err", err)
 	}
 }
 
