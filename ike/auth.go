@@ -1,0 +1,274 @@
+package ike
+
+import (
+	"crypto/hmac"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/isle-ipsec/isle/ike/keys"
+	"github.com/isle-ipsec/isle/ike/message"
+	"github.com/isle-ipsec/isle/policy"
+	"github.com/isle-ipsec/isle/sa"
+)
+
+// withoutKE drops key exchange methods from CHILD_SA proposals: the
+// CHILD_SA of IKE_AUTH uses the IKE SA's key exchange, never its own
+// (RFC 7296 §1.2), so a PFS group only matters when rekeying.
+func withoutKE(ps []sa.Proposal) []sa.Proposal {
+	out := make([]sa.Proposal, len(ps))
+	for i, p := range ps {
+		p.DH = nil
+		out[i] = p
+	}
+	return out
+}
+
+func stripKE(p *message.SA) *message.SA {
+	out := &message.SA{}
+	for _, pr := range p.Proposals {
+		q := pr
+		q.Transforms = nil
+		for _, t := range pr.Transforms {
+			if t.Type != sa.TransformKE {
+				q.Transforms = append(q.Transforms, t)
+			}
+		}
+		out.Proposals = append(out.Proposals, q)
+	}
+	return out
+}
+
+func childKeySizes(st suite) (keys.IKESAKeySizes, error) {
+	if st.proto == sa.ProtoAH {
+		return keys.IKESAKeySizes{Integ: st.integ.KeySize()}, nil
+	}
+	return keys.KeySizes(st.enc.Alg, st.enc.KeyBits, st.integ)
+}
+
+func (s *IKESA) ownID() *message.ID {
+	return &message.ID{Responder: !s.initiator, IDType: s.cfg.LocalID.Type, Data: s.cfg.LocalID.Data}
+}
+
+// authData computes the AUTH payload data one side sends (RFC 7296 §2.15):
+// the initiator signs its IKE_SA_INIT request with Nr and SK_pi, the
+// responder its response with Ni and SK_pr.
+func (s *IKESA) authData(ofInitiator bool, id *message.ID) []byte {
+	first, nonce, skp := s.initReq, s.nr, s.keys.SKpi
+	if !ofInitiator {
+		first, nonce, skp = s.initResp, s.ni, s.keys.SKpr
+	}
+	return keys.PSKAuth(s.prf, s.cfg.PSK, keys.SignedOctets(s.prf, first, nonce, skp, id.Body()))
+}
+
+// verifyPeer checks the peer's identity and AUTH payload.
+func (s *IKESA) verifyPeer(ps []message.Payload) error {
+	peerIsResponder := s.initiator
+	id := find(ps, func(p *message.ID) bool { return p.Responder == peerIsResponder })
+	auth := find[*message.Auth](ps, nil)
+	if id == nil || auth == nil {
+		return fmt.Errorf("%w: no ID or AUTH payload", ErrAuthentication)
+	}
+	if peer := (Identity{Type: id.IDType, Data: id.Data}); !peer.equal(s.cfg.RemoteID) {
+		return fmt.Errorf("%w: peer is %v, expected %v", ErrAuthentication, peer, s.cfg.RemoteID)
+	}
+	if auth.Method != message.AuthSharedKeyMIC {
+		return fmt.Errorf("%w: method %v, expected %v", ErrAuthentication, auth.Method, message.AuthSharedKeyMIC)
+	}
+	if !hmac.Equal(auth.Data, s.authData(!s.initiator, id)) {
+		return fmt.Errorf("%w: AUTH of %v does not verify (pre-shared keys differ?)", ErrAuthentication, s.cfg.RemoteID)
+	}
+	return nil
+}
+
+func (s *IKESA) sendAuthRequest() error {
+	var err error
+	if s.childSPI, err = s.allocChildSPI(); err != nil {
+		return s.fail(err)
+	}
+	id := s.ownID()
+	ps := []message.Payload{
+		id,
+		&message.ID{Responder: true, IDType: s.cfg.RemoteID.Type, Data: s.cfg.RemoteID.Data},
+		&message.Auth{Method: message.AuthSharedKeyMIC, Data: s.authData(true, id)},
+	}
+	if s.cfg.Mode == sa.ModeTransport {
+		ps = append(ps, &message.Notify{NotifyType: message.UseTransportMode})
+		s.childTransportProposed = true
+	}
+	var spi [4]byte
+	binary.BigEndian.PutUint32(spi[:], s.childSPI)
+	ps = append(ps,
+		proposalsToWire(withoutKE(s.cfg.ChildProposals), spi[:]),
+		tsToWire(s.cfg.LocalTS, false),
+		tsToWire(s.cfg.RemoteTS, true),
+	)
+	out, err := s.seal(s.header(message.IKEAuth, false, 1), ps)
+	if err != nil {
+		return s.fail(err)
+	}
+	s.state = StateAuthSent
+	s.nextRequestID = 1
+	return s.sendRequest(out)
+}
+
+func (s *IKESA) handleAuthResponse(raw []byte, m *message.Message) error {
+	ps, complete, err := s.open(raw, m)
+	if err != nil {
+		return fmt.Errorf("ike: drop: %w", err)
+	}
+	if !complete {
+		return nil // more fragments to come
+	}
+	s.lastRequest = nil
+	if findNotify(ps, message.AuthenticationFailed) != nil {
+		return s.fail(&NotifyError{Type: message.AuthenticationFailed})
+	}
+	if err := s.verifyPeer(ps); err != nil {
+		return s.fail(err)
+	}
+	s.state = StateEstablished
+	// The IKE SA stands even if its first CHILD_SA was refused (§1.2).
+	if n := firstError(ps); n != nil {
+		s.childErr = &NotifyError{Type: n.NotifyType}
+		return nil
+	}
+	child, err := s.acceptChild(ps)
+	if err != nil {
+		s.childErr = err
+		return nil
+	}
+	s.child = child
+	return nil
+}
+
+// acceptChild is the initiator's side of the first CHILD_SA: check the
+// responder's choice and narrowing, then derive the keys.
+func (s *IKESA) acceptChild(ps []message.Payload) (*ChildSA, error) {
+	saP := find[*message.SA](ps, nil)
+	tsi := find(ps, func(p *message.TrafficSelectors) bool { return !p.Responder })
+	tsr := find(ps, func(p *message.TrafficSelectors) bool { return p.Responder })
+	if saP == nil || tsi == nil || tsr == nil {
+		return nil, errors.New("ike: IKE_AUTH response without SA or traffic selectors")
+	}
+	st, chosen, err := checkAccepted(withoutKE(s.cfg.ChildProposals), saP)
+	if err != nil {
+		return nil, fmt.Errorf("ike: CHILD_SA: %w", err)
+	}
+	if len(chosen.SPI) != 4 {
+		return nil, fmt.Errorf("ike: CHILD_SA: responder SPI of %d bytes", len(chosen.SPI))
+	}
+	local, remote := tsFromWire(tsi), tsFromWire(tsr)
+	if !within(local, s.cfg.LocalTS) || !within(remote, s.cfg.RemoteTS) {
+		return nil, errors.New("ike: CHILD_SA: responder widened the traffic selectors")
+	}
+	mode := sa.ModeTunnel
+	if s.childTransportProposed && findNotify(ps, message.UseTransportMode) != nil {
+		mode = sa.ModeTransport
+	}
+	return s.makeChild(st, mode, binary.BigEndian.Uint32(chosen.SPI), local, remote)
+}
+
+// makeChild derives the CHILD_SA keys (RFC 7296 §2.17) and orients them:
+// the initiator sends with the initiator-to-responder keys.
+func (s *IKESA) makeChild(st suite, mode sa.Mode, peerSPI uint32, local, remote []policy.Selector) (*ChildSA, error) {
+	sizes, err := childKeySizes(st)
+	if err != nil {
+		return nil, err
+	}
+	k, err := keys.DeriveChildSA(s.prf, s.keys.SKd, nil, s.ni, s.nr, sizes)
+	if err != nil {
+		return nil, err
+	}
+	c := &ChildSA{
+		Protocol: st.proto, Mode: mode, Enc: st.enc, Integ: st.integ, ESN: st.esn == sa.WithESN,
+		InboundSPI: s.childSPI, OutboundSPI: peerSPI, LocalTS: local, RemoteTS: remote,
+	}
+	if s.initiator {
+		c.OutboundEncKey, c.OutboundIntegKey = k.InitiatorEnc, k.InitiatorInteg
+		c.InboundEncKey, c.InboundIntegKey = k.ResponderEnc, k.ResponderInteg
+	} else {
+		c.OutboundEncKey, c.OutboundIntegKey = k.ResponderEnc, k.ResponderInteg
+		c.InboundEncKey, c.InboundIntegKey = k.InitiatorEnc, k.InitiatorInteg
+	}
+	return c, nil
+}
+
+func (s *IKESA) handleAuthRequest(raw []byte, m *message.Message) error {
+	ps, complete, err := s.open(raw, m)
+	if err != nil {
+		return fmt.Errorf("ike: drop: %w", err)
+	}
+	if !complete {
+		return nil // more fragments to come
+	}
+	h := s.header(message.IKEAuth, true, m.MessageID)
+	if err := s.verifyPeer(ps); err != nil {
+		out, serr := s.seal(h, []message.Payload{&message.Notify{NotifyType: message.AuthenticationFailed}})
+		if serr == nil {
+			s.sendResponse(out)
+		}
+		return s.fail(err)
+	}
+	// A request may name the identity it wants us to be (IDr).
+	if want := find(ps, func(p *message.ID) bool { return p.Responder }); want != nil &&
+		!(Identity{Type: want.IDType, Data: want.Data}).equal(s.cfg.LocalID) {
+		out, serr := s.seal(h, []message.Payload{&message.Notify{NotifyType: message.AuthenticationFailed}})
+		if serr == nil {
+			s.sendResponse(out)
+		}
+		return s.fail(fmt.Errorf("%w: peer wants to talk to %v, we are %v", ErrAuthentication, Identity{Type: want.IDType, Data: want.Data}, s.cfg.LocalID))
+	}
+	id := s.ownID()
+	resp := []message.Payload{id, &message.Auth{Method: message.AuthSharedKeyMIC, Data: s.authData(false, id)}}
+	childPayloads, child, childErr := s.offerChild(ps)
+	resp = append(resp, childPayloads...)
+	out, err := s.seal(h, resp)
+	if err != nil {
+		return s.fail(err)
+	}
+	s.state = StateEstablished
+	s.child, s.childErr = child, childErr
+	return s.sendResponse(out)
+}
+
+// offerChild is the responder's side of the first CHILD_SA: choose a
+// proposal, narrow the selectors, derive the keys. On failure it returns
+// the error notification to send instead (§1.2: the IKE SA still stands).
+func (s *IKESA) offerChild(ps []message.Payload) ([]message.Payload, *ChildSA, error) {
+	refuse := func(t message.NotifyType) ([]message.Payload, *ChildSA, error) {
+		return []message.Payload{&message.Notify{NotifyType: t}}, nil, &NotifyError{Type: t, Sent: true}
+	}
+	saP := find[*message.SA](ps, nil)
+	tsi := find(ps, func(p *message.TrafficSelectors) bool { return !p.Responder })
+	tsr := find(ps, func(p *message.TrafficSelectors) bool { return p.Responder })
+	if saP == nil || tsi == nil || tsr == nil {
+		return refuse(message.InvalidSyntax)
+	}
+	st, chosen, err := selectProposal(withoutKE(s.cfg.ChildProposals), stripKE(saP))
+	if err != nil || len(chosen.SPI) != 4 {
+		return refuse(message.NoProposalChosen)
+	}
+	// Their TSi is our remote side, their TSr our local side.
+	remote, local := narrow(tsFromWire(tsi), s.cfg.RemoteTS), narrow(tsFromWire(tsr), s.cfg.LocalTS)
+	if len(remote) == 0 || len(local) == 0 {
+		return refuse(message.TSUnacceptable)
+	}
+	mode := sa.ModeTunnel
+	var out []message.Payload
+	if findNotify(ps, message.UseTransportMode) != nil && s.cfg.Mode == sa.ModeTransport {
+		mode = sa.ModeTransport
+		out = append(out, &message.Notify{NotifyType: message.UseTransportMode})
+	}
+	if s.childSPI, err = s.allocChildSPI(); err != nil {
+		return refuse(message.TemporaryFailure)
+	}
+	child, err := s.makeChild(st, mode, binary.BigEndian.Uint32(chosen.SPI), local, remote)
+	if err != nil {
+		return refuse(message.NoProposalChosen)
+	}
+	var spi [4]byte
+	binary.BigEndian.PutUint32(spi[:], s.childSPI)
+	out = append(out, suiteToWire(st, chosen.Number, spi[:]), tsToWire(remote, false), tsToWire(local, true))
+	return out, child, nil
+}

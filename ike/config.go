@@ -1,0 +1,114 @@
+// Package ike is the IKEv2 negotiator (RFC 7296): one IKESA value per IKE
+// SA runs its exchanges (IKE_SA_INIT, IKE_AUTH with the first CHILD_SA)
+// over a send function it is handed, so it does no I/O of its own and two
+// negotiators can talk over an in-memory pipe in tests. The wire codec is
+// ike/message, the key schedule ike/keys, key exchange ike/dh and message
+// protection ike/sk.
+package ike
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+
+	"github.com/isle-ipsec/isle/ike/message"
+	"github.com/isle-ipsec/isle/policy"
+	"github.com/isle-ipsec/isle/sa"
+)
+
+// Identity is an IKE identity (RFC 7296 §3.5) as carried in IDi/IDr.
+type Identity struct {
+	Type message.IDType
+	Data []byte
+}
+
+// FQDN is an ID_FQDN identity, strongSwan's default for a plain name.
+func FQDN(name string) Identity { return Identity{Type: message.IDFQDN, Data: []byte(name)} }
+
+// AddrIdentity is an ID_IPV4_ADDR or ID_IPV6_ADDR identity.
+func AddrIdentity(a netip.Addr) Identity {
+	if a.Is4() {
+		return Identity{Type: message.IDIPv4, Data: a.AsSlice()}
+	}
+	return Identity{Type: message.IDIPv6, Data: a.AsSlice()}
+}
+
+func (id Identity) String() string {
+	switch id.Type {
+	case message.IDIPv4, message.IDIPv6:
+		if a, ok := netip.AddrFromSlice(id.Data); ok {
+			return a.String()
+		}
+	case message.IDFQDN, message.IDRFC822:
+		return string(id.Data)
+	}
+	return fmt.Sprintf("%v:%x", id.Type, id.Data)
+}
+
+func (id Identity) equal(o Identity) bool {
+	return id.Type == o.Type && string(id.Data) == string(o.Data)
+}
+
+// Config is what one side of an IKE SA needs: who it is, whom it expects,
+// the pre-shared key, what it proposes and accepts, and the traffic its
+// CHILD_SA carries. The gateway builds it from the configuration file.
+type Config struct {
+	LocalID, RemoteID Identity
+	PSK               []byte // shared key for both directions (AUTH method 2)
+
+	IKEProposals   []sa.Proposal // Protocol ProtoIKE, in order of preference
+	ChildProposals []sa.Proposal // Protocol ProtoESP or ProtoAH
+	Mode           sa.Mode       // tunnel, or transport (USE_TRANSPORT_MODE)
+
+	LocalTS, RemoteTS []policy.Selector // our side and the peer's side of the CHILD_SA
+
+	// Local and Remote are the outer addresses, for NAT detection (RFC
+	// 7296 §2.23). Either may be zero when unknown.
+	Local, Remote netip.AddrPort
+	// ForceEncap makes NAT detection report a NAT, so that the peer and we
+	// use UDP encapsulation even without one (strongSwan's encap = yes).
+	ForceEncap bool
+
+	// Fragmentation enables IKE fragmentation (RFC 7383) when the peer
+	// supports it; messages longer than FragmentSize are split.
+	Fragmentation bool
+	FragmentSize  int // 0 means 1280
+
+	// Rand is the source of SPIs, nonces and key exchange secrets; nil
+	// means crypto/rand.
+	Rand io.Reader
+	// AllocSPI returns an unused inbound SPI for a CHILD_SA; nil means a
+	// random one from Rand. The gateway hands in the SAD's allocator.
+	AllocSPI func() (uint32, error)
+}
+
+// NonceSize is the size of the nonces we send: at least half the key size
+// of the negotiated PRF (RFC 7296 §2.10) for every PRF we support.
+const NonceSize = 32
+
+func (c *Config) validate() error {
+	if len(c.PSK) == 0 {
+		return errors.New("ike: no pre-shared key")
+	}
+	if len(c.LocalID.Data) == 0 || len(c.RemoteID.Data) == 0 {
+		return errors.New("ike: local and remote identities are required")
+	}
+	if len(c.IKEProposals) == 0 || len(c.ChildProposals) == 0 {
+		return errors.New("ike: IKE and CHILD_SA proposals are required")
+	}
+	for _, p := range c.IKEProposals {
+		if p.Protocol != sa.ProtoIKE {
+			return fmt.Errorf("ike: IKE proposal for %v", p.Protocol)
+		}
+	}
+	for _, p := range c.ChildProposals {
+		if p.Protocol != sa.ProtoESP && p.Protocol != sa.ProtoAH {
+			return fmt.Errorf("ike: CHILD_SA proposal for %v", p.Protocol)
+		}
+	}
+	if len(c.LocalTS) == 0 || len(c.RemoteTS) == 0 {
+		return errors.New("ike: local and remote traffic selectors are required")
+	}
+	return nil
+}
