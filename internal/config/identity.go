@@ -230,13 +230,23 @@ func identityFromRDNs(rdns []RDN) Identity {
 	parts := make([]string, len(rdns))
 	for i, r := range rdns {
 		seq[i] = []pkix.AttributeTypeAndValue{{Type: r.OID, Value: r.Value}}
-		parts[i] = r.Type + "=" + r.Value
+		parts[i] = r.Type + "=" + quoteDNValue(r.Value)
 	}
 	der, err := asn1.Marshal(seq)
 	if err != nil {
 		der = nil // only values asn1 cannot encode (invalid UTF-8); matching then uses the RDNs
 	}
 	return Identity{Kind: IDDN, Value: strings.Join(parts, ", "), DN: rdns, DER: der}
+}
+
+// quoteDNValue quotes a value that holds a separator, a quote or a
+// backslash, so the printed DN parses back to the same attributes.
+func quoteDNValue(v string) string {
+	if !strings.ContainsAny(v, ",/\"\\") {
+		return v
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(v) + `"`
 }
 
 // IdentityFromSubject makes a DN identity from a certificate's raw subject,
