@@ -41,6 +41,7 @@ type outPath struct {
 	sizes    []int
 	icmp     []byte
 	icmpBufs [][]byte
+	frag     []byte           // fragments of inner packets (AH only), made on first use
 	writers  [2][2]*rawWriter // [ESP, AH][IPv4, IPv6]
 }
 
@@ -104,6 +105,23 @@ func (o *outPath) handle(n int) {
 		d.ctr.tooBigSent.Add(1)
 		return
 	}
+	if n > c.maxInner && c.Out.Protocol() == sa.ProtoAH && pkt[0]>>4 == 4 {
+		// The kernel cannot fragment the outer packet of AH (we send it
+		// with its header, and AH's ICV covers the Identification), so
+		// fragment the inner packet instead, as a router on its way
+		// would (RFC 4301 §8.1 pre-fragmentation).
+		if !o.fragment4(c, pkt) {
+			d.drop(DropTooBig)
+		}
+		return
+	}
+	o.sealSend(c, o.buf, n)
+}
+
+// sealSend seals the inner packet buf[headroom:headroom+n] with c's
+// outbound SA and sends it to the peer.
+func (o *outPath) sealSend(c *child, buf []byte, n int) {
+	d := o.d
 	s := c.Out
 	seq, err := s.NextSeq()
 	if err != nil {
@@ -113,9 +131,9 @@ func (o *outPath) handle(n int) {
 	}
 	var out []byte
 	if s.Protocol() == sa.ProtoAH {
-		out, err = ah.Seal(s, seq, o.buf, headroom, n)
+		out, err = ah.Seal(s, seq, buf, headroom, n)
 	} else {
-		out, err = esp.Seal(s, seq, o.buf, headroom, n)
+		out, err = esp.Seal(s, seq, buf, headroom, n)
 	}
 	if err != nil {
 		d.drop(dropOf(err))
@@ -136,6 +154,49 @@ func (o *outPath) handle(n int) {
 		d.drop(DropSendError)
 		d.log.Debug("sending outer packet", "child", c.Name, "err", err)
 	}
+}
+
+// fragment4 splits the IPv4 packet pkt (DF clear) into fragments of at
+// most c.maxInner bytes and seals and sends each (RFC 791 §3.2). Packets
+// with IP options are not fragmented (which options to copy is not worth
+// the code for packets that rare): it returns false for them.
+func (o *outPath) fragment4(c *child, pkt []byte) bool {
+	if pkt[0]&0x0f != 5 || len(pkt) < 20 {
+		return false
+	}
+	total := min(int(binary.BigEndian.Uint16(pkt[2:4])), len(pkt))
+	step := (c.maxInner - 20) &^ 7
+	if step <= 0 || total <= 20 {
+		return false
+	}
+	flags := binary.BigEndian.Uint16(pkt[6:8])
+	baseOff := int(flags & 0x1fff)
+	lastMF := flags & 0x2000
+	if o.frag == nil {
+		o.frag = make([]byte, headroom+c.maxInner+tailroom+64)
+	}
+	for off := 20; off < total; off += step {
+		end := min(off+step, total)
+		need := headroom + 20 + (end - off) + tailroom
+		if len(o.frag) < need {
+			o.frag = make([]byte, need)
+		}
+		f := o.frag[headroom : headroom+20+end-off]
+		copy(f[:20], pkt[:20])
+		copy(f[20:], pkt[off:end])
+		binary.BigEndian.PutUint16(f[2:], uint16(len(f)))
+		fo := uint16(baseOff + (off-20)/8)
+		if end < total {
+			fo |= 0x2000
+		} else {
+			fo |= lastMF
+		}
+		binary.BigEndian.PutUint16(f[6:], fo)
+		f[10], f[11] = 0, 0
+		binary.BigEndian.PutUint16(f[10:], checksum(f[:20], 0))
+		o.sealSend(c, o.frag, len(f))
+	}
+	return true
 }
 
 // udpLoop is the NAT-T socket: ESP in UDP, IKE behind the non-ESP marker,
