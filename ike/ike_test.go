@@ -546,3 +546,42 @@ func FuzzResponder(f *testing.F) {
 		}
 	})
 }
+
+// TestCookie: a responder under load answers with a COOKIE (RFC 7296
+// §2.6); the initiator repeats its request with the cookie first.
+func TestCookie(t *testing.T) {
+	left, right := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
+	i, r, l := newPair(t, left, right)
+	cookie := []byte("a cookie of the responder")
+	var retried *message.Message
+	l.drop = func(toResponder bool, b []byte) bool {
+		m, _ := message.Parse(b)
+		if !toResponder || m.Exchange != message.IKESAInit {
+			return false
+		}
+		if n, ok := m.Payloads[0].(*message.Notify); ok && n.NotifyType == message.Cookie {
+			retried = m
+			return false // the retry goes through
+		}
+		// The first request: answer with a cookie instead of the responder.
+		resp := &message.Message{Header: message.Header{SPIi: m.SPIi, Exchange: message.IKESAInit, Flags: message.FlagResponse},
+			Payloads: []message.Payload{&message.Notify{NotifyType: message.Cookie, Data: cookie}}}
+		out, err := resp.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.toI = append(l.toI, out)
+		return true
+	}
+	if err := i.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l.run(t, i, r)
+	if retried == nil || !bytes.Equal(retried.Payloads[0].(*message.Notify).Data, cookie) || retried.MessageID != 0 {
+		t.Fatalf("no retry with the cookie: %+v", retried)
+	}
+	if i.State() != StateEstablished || r.State() != StateEstablished {
+		t.Fatalf("states %v/%v", i.State(), r.State())
+	}
+	checkChildPair(t, i, r)
+}

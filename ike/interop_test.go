@@ -1,0 +1,262 @@
+package ike
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/isle-ipsec/isle/internal/netns"
+	"github.com/isle-ipsec/isle/internal/swan"
+	"github.com/isle-ipsec/isle/internal/testenv"
+	"github.com/isle-ipsec/isle/sa"
+)
+
+// The interop tests negotiate with a real strongSwan 5.9.8 (charon) in the
+// netns lab: isle's IKESA runs in this process on UDP sockets opened inside
+// the gl namespace, charon in gr. Both must end up with the same IKE SA and
+// CHILD_SA: SPIs from charon's vici listing, keys from its log.
+
+// listenIn opens a UDP socket inside a named network namespace. The socket
+// stays in that namespace; the thread is switched back, or dies if it
+// cannot be.
+func listenIn(ns string, addr netip.AddrPort) (*net.UDPConn, error) {
+	type result struct {
+		c   *net.UDPConn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			ch <- result{err: err}
+			runtime.UnlockOSThread()
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			ch <- result{err: err}
+			runtime.UnlockOSThread()
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("setns %s: %w", ns, err)}
+			runtime.UnlockOSThread()
+			return
+		}
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread() // else the goroutine exits locked and the thread is dropped
+		}
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+type datagram struct {
+	natt bool // arrived on port 4500 (non-ESP marker removed)
+	data []byte
+}
+
+// udpEndpoint is a minimal IKE socket pair (ports 500 and 4500, RFC 3948
+// non-ESP marker on 4500) for the tests; the gateway has the real one.
+type udpEndpoint struct {
+	c500, c4500 *net.UDPConn
+	remote      netip.Addr
+	in          chan datagram
+	lastNATT    bool // port of the last datagram received, for replies
+}
+
+func newUDPEndpoint(t *testing.T, ns string, local, remote netip.Addr) *udpEndpoint {
+	t.Helper()
+	e := &udpEndpoint{remote: remote, in: make(chan datagram, 64)}
+	var err error
+	if e.c500, err = listenIn(ns, netip.AddrPortFrom(local, 500)); err != nil {
+		t.Fatal(err)
+	}
+	if e.c4500, err = listenIn(ns, netip.AddrPortFrom(local, 4500)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.c500.Close(); e.c4500.Close() })
+	read := func(c *net.UDPConn, natt bool) {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			b := buf[:n]
+			if natt {
+				if len(b) < 4 || !bytes.Equal(b[:4], []byte{0, 0, 0, 0}) {
+					continue // ESP, not for IKE
+				}
+				b = b[4:]
+			}
+			e.in <- datagram{natt, append([]byte(nil), b...)}
+		}
+	}
+	go read(e.c500, false)
+	go read(e.c4500, true)
+	return e
+}
+
+func (e *udpEndpoint) send(natt bool, b []byte) error {
+	if natt {
+		_, err := e.c4500.WriteToUDPAddrPort(append([]byte{0, 0, 0, 0}, b...), netip.AddrPortFrom(e.remote, 4500))
+		return err
+	}
+	_, err := e.c500.WriteToUDPAddrPort(b, netip.AddrPortFrom(e.remote, 500))
+	return err
+}
+
+// drive feeds received datagrams to the IKE SA until done reports true.
+func (e *udpEndpoint) drive(t *testing.T, s func() *IKESA, newSA func() *IKESA, done func() bool) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for !done() {
+		select {
+		case d := <-e.in:
+			e.lastNATT = d.natt
+			sa := s()
+			if sa == nil {
+				sa = newSA()
+			}
+			if err := sa.Handle(d.data); err != nil {
+				t.Logf("isle: %v", err)
+			}
+		case <-deadline:
+			t.Fatal("no result from the negotiation in 20s")
+		}
+	}
+}
+
+var interopSuites = []struct{ ike, esp string }{
+	{"aes128gcm16-prfsha256-x25519", "aes128gcm16"},
+	{"aes256-sha256-modp2048", "aes256-sha256"},
+	{"chacha20poly1305-prfsha512-ecp384", "chacha20poly1305"},
+	{"aes256gcm16-prfsha384-ecp256", "aes256gcm16"},
+}
+
+func charonConfig(ike, esp string) swan.Config {
+	return swan.Config{
+		Connections: []swan.Connection{{
+			Name: "s2s", Version: 2,
+			LocalAddrs: []string{netns.WanGR4}, RemoteAddrs: []string{netns.WanGL4},
+			Proposals: []string{ike}, Encap: true,
+			Local:  swan.Auth{Auth: "psk", ID: "gw-right"},
+			Remote: swan.Auth{Auth: "psk", ID: "gw-left"},
+			Children: []swan.Child{{Name: "net", LocalTS: []string{netns.RightLAN4}, RemoteTS: []string{netns.LeftLAN4},
+				ESPProposals: []string{esp}}},
+		}},
+		Secrets: []swan.Secret{{Type: "ike", IDs: []string{"gw-left", "gw-right"}, Secret: "lab-psk-0123456789"}},
+	}
+}
+
+// checkAgainstCharon compares our IKE SA and CHILD_SA with charon's.
+func checkAgainstCharon(t *testing.T, c *swan.Charon, s *IKESA) {
+	t.Helper()
+	if s.State() != StateEstablished || s.ChildSA() == nil {
+		t.Fatalf("isle: %v, child %v (%v)", s.Err(), s.ChildSA(), s.ChildErr())
+	}
+	ike, child, err := c.WaitChild("net", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spii, spir := s.SPIs()
+	if ike.InitiatorSPI != fmt.Sprintf("%016x", spii) || ike.ResponderSPI != fmt.Sprintf("%016x", spir) {
+		t.Errorf("IKE SPIs: charon %s_i %s_r, isle %016x %016x", ike.InitiatorSPI, ike.ResponderSPI, spii, spir)
+	}
+	ours := s.ChildSA()
+	if child.SPIIn != ours.OutboundSPI || child.SPIOut != ours.InboundSPI {
+		t.Errorf("CHILD_SA SPIs: charon in %08x out %08x, isle in %08x out %08x", child.SPIIn, child.SPIOut, ours.InboundSPI, ours.OutboundSPI)
+	}
+	if got := strings.Join(child.LocalTS, ",") + " " + strings.Join(child.RemoteTS, ","); got != "10.2.0.0/24 10.1.0.0/24" {
+		t.Errorf("charon's CHILD_SA selectors: %s", got)
+	}
+	all, err := c.ChildKeys()
+	if err != nil || len(all) == 0 {
+		t.Fatalf("charon's CHILD_SA keys: %v (%d)", err, len(all))
+	}
+	k := all[len(all)-1]
+	if !bytes.Equal(k.EncrIn, ours.OutboundEncKey) || !bytes.Equal(k.EncrOut, ours.InboundEncKey) ||
+		!bytes.Equal(k.IntegIn, ours.OutboundIntegKey) || !bytes.Equal(k.IntegOut, ours.InboundIntegKey) {
+		t.Errorf("CHILD_SA keys differ from charon's (%s/%s)", k.EncrAlg, k.IntegAlg)
+	}
+}
+
+func TestInteropStrongSwan(t *testing.T) {
+	if testenv.Short() {
+		t.Skip("namespace test: not in -short")
+	}
+	swan.Require(t)
+	for n, suite := range interopSuites {
+		t.Run("isle-initiates/"+suite.ike, func(t *testing.T) {
+			topo := netns.NewTopology(t, fmt.Sprintf("iki%d", n))
+			c := swan.Start(t, topo, netns.GR, charonConfig(suite.ike, suite.esp), swan.Options{})
+			left, _ := pair(t, suite.ike, suite.esp)
+			e := newUDPEndpoint(t, topo.NS(netns.GL), netip.MustParseAddr(netns.WanGL4), netip.MustParseAddr(netns.WanGR4))
+			var s *IKESA
+			s, err := NewInitiator(left, func(b []byte) error {
+				nl, nr := s.NATDetected()
+				return e.send(nl || nr, b)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Start(); err != nil {
+				t.Fatal(err)
+			}
+			e.drive(t, func() *IKESA { return s }, nil, func() bool { return s.State() >= StateEstablished })
+			checkAgainstCharon(t, c, s)
+			// Charon answers our liveness check.
+			if err := s.CheckLiveness(); err != nil {
+				t.Fatal(err)
+			}
+			e.drive(t, func() *IKESA { return s }, nil, func() bool { return s.lastRequest == nil })
+		})
+		t.Run("strongswan-initiates/"+suite.ike, func(t *testing.T) {
+			topo := netns.NewTopology(t, fmt.Sprintf("ikr%d", n))
+			c := swan.Start(t, topo, netns.GR, charonConfig(suite.ike, suite.esp), swan.Options{})
+			left, _ := pair(t, suite.ike, suite.esp)
+			// Accept every proposal we support, as a responder with
+			// defaults would; charon's choice must still be honoured.
+			left.IKEProposals = append(mustProposals(t, sa.ProtoIKE, suite.ike), left.IKEProposals...)
+			e := newUDPEndpoint(t, topo.NS(netns.GL), netip.MustParseAddr(netns.WanGL4), netip.MustParseAddr(netns.WanGR4))
+			var s *IKESA
+			newSA := func() *IKESA {
+				var err error
+				s, err = NewResponder(left, func(b []byte) error { return e.send(e.lastNATT, b) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			initErr := make(chan error, 1)
+			go func() { initErr <- c.Initiate("net", 15*time.Second) }()
+			e.drive(t, func() *IKESA { return s }, newSA, func() bool { return s != nil && s.State() >= StateEstablished })
+			if err := <-initErr; err != nil {
+				t.Fatalf("charon: %v", err)
+			}
+			checkAgainstCharon(t, c, s)
+			// Charon deletes the IKE SA; we answer and drop ours.
+			termErr := make(chan error, 1)
+			go func() { termErr <- c.Terminate("s2s", 10*time.Second) }()
+			e.drive(t, func() *IKESA { return s }, nil, func() bool { return s.State() == StateDeleted })
+			if err := <-termErr; err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("charon terminate: %v", err)
+			}
+		})
+	}
+}
