@@ -279,8 +279,10 @@ func (s *SA) Err() error {
 func (s *SA) Expire() { s.expire(LimitManual) }
 
 // Close expires the SA, stops its timers and clears the key material it
-// owns. Go cannot reach into the key schedules kept inside crypto/aes and
-// x/crypto, so those are dropped for the garbage collector instead.
+// owns (keys, salt, HMAC pad states). Go cannot reach into the key
+// schedules kept inside crypto/aes, the pooled CBC modes and x/crypto, so
+// those are left to the garbage collector. Workers that may still hold
+// the SA should stop first: SAD.Delete expires at once and closes later.
 // Close is idempotent.
 func (s *SA) Close() {
 	s.expire(LimitManual)
@@ -305,5 +307,11 @@ func (s *SA) String() string {
 	if s.inbound {
 		dir = "in"
 	}
-	return fmt.Sprintf("%v/%s SPI %#08x %v", s.proto, dir, s.spi, s.enc)
+	if s.proto == ProtoAH {
+		return fmt.Sprintf("%v/%s SPI %#08x %v", s.proto, dir, s.spi, s.integ)
+	}
+	if s.enc.AEAD() {
+		return fmt.Sprintf("%v/%s SPI %#08x %v-%d", s.proto, dir, s.spi, s.enc, s.encBits)
+	}
+	return fmt.Sprintf("%v/%s SPI %#08x %v-%d/%v", s.proto, dir, s.spi, s.enc, s.encBits, s.integ)
 }

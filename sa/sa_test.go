@@ -348,3 +348,13 @@ type wrapped struct{ err error }
 func (w wrapped) Error() string { return "ctx: " + w.err.Error() }
 func (w wrapped) Unwrap() error { return w.err }
 func wrap(err error) error      { return wrapped{err} }
+
+func TestString(t *testing.T) {
+	s, err := New(gcmConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.String(), "ESP/out SPI 0x00001001 AES_GCM_16-128"; got != want {
+		t.Fatalf("String = %q, want %q", got, want)
+	}
+}
