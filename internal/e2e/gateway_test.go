@@ -407,12 +407,13 @@ func (l *lab) scapyOpen(t *testing.T, s suite, pkts [][]byte) {
 		}
 		reqs = append(reqs, r)
 	}
-	// The oracle must be able to say no: the first packet with one key
-	// bit flipped has to fail.
+	// The oracle must be able to say no: the first packet with one bit of
+	// the authenticating key flipped (the integrity key when there is one,
+	// else the AEAD key) has to fail.
 	wrong := reqs[0]
-	key := &wrong.EncKey
-	if wrong.EncKey == "" {
-		key = &wrong.IntegKey
+	key := &wrong.IntegKey
+	if wrong.IntegKey == "" {
+		key = &wrong.EncKey
 	}
 	kb, _ := hex.DecodeString(*key)
 	kb[0] ^= 1
