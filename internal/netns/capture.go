@@ -24,10 +24,11 @@ func (topo *Topology) Capture(node Node, iface, filter string) (*Capture, error)
 	n := captureSeq.Add(1)
 	path := filepath.Join(topo.LogDir(), fmt.Sprintf("%s-%s-%d.pcap", node, iface, n))
 	// --immediate-mode hands each packet to tcpdump at once (by default the
-	// kernel holds them up to a second, and a stop then loses them); -U
+	// kernel holds them up to a second, and a stop then loses them); -B
+	// gives it a 32 MiB buffer so a burst of traffic is not dropped; -U
 	// writes each one as it comes; -Z root keeps the right to write into
 	// the root-owned test directory.
-	argv := []string{"tcpdump", "-n", "--immediate-mode", "-U", "-Z", "root", "-i", iface, "-w", path}
+	argv := []string{"tcpdump", "-n", "--immediate-mode", "-B", "32768", "-U", "-Z", "root", "-i", iface, "-w", path}
 	if filter != "" {
 		argv = append(argv, filter)
 	}
