@@ -123,6 +123,24 @@ func (s *SA) stopTimers() {
 	s.timers = nil
 }
 
+// validate rejects soft limits that the hard limits would pre-empt: the
+// SA would expire without ever asking for its replacement.
+func (l Lifetime) validate() error {
+	if l.Soft.Time < 0 || l.Hard.Time < 0 {
+		return fmt.Errorf("negative lifetime")
+	}
+	if l.Hard.Time != 0 && l.Soft.Time >= l.Hard.Time {
+		return fmt.Errorf("soft lifetime %v not below hard lifetime %v", l.Soft.Time, l.Hard.Time)
+	}
+	if l.Hard.Bytes != 0 && l.Soft.Bytes >= l.Hard.Bytes {
+		return fmt.Errorf("soft byte limit %d not below hard limit %d", l.Soft.Bytes, l.Hard.Bytes)
+	}
+	if l.Hard.Packets != 0 && l.Soft.Packets >= l.Hard.Packets {
+		return fmt.Errorf("soft packet limit %d not below hard limit %d", l.Soft.Packets, l.Hard.Packets)
+	}
+	return nil
+}
+
 // limitOrMax turns "0 = no limit" into a value a counter never reaches,
 // so that the per-packet check is a plain comparison.
 func limitOrMax(v uint64) uint64 {

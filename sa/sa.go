@@ -161,6 +161,9 @@ func validate(c *Config) error {
 	if c.Mode != ModeTunnel && c.Mode != ModeTransport {
 		return fmt.Errorf("unknown mode %v", c.Mode)
 	}
+	if err := c.Lifetime.validate(); err != nil {
+		return err
+	}
 	if c.ReplayWindow > MaxReplayWindow {
 		return fmt.Errorf("replay window %d larger than %d", c.ReplayWindow, MaxReplayWindow)
 	}

@@ -50,6 +50,11 @@ func TestNewValidates(t *testing.T) {
 		{"unknown protocol", func(c *Config) { c.Protocol = ProtoIKE }, "not ESP or AH"},
 		{"huge window", func(c *Config) { c.ReplayWindow = MaxReplayWindow + 1 }, "replay window"},
 		{"integ key without alg", func(c *Config) { c.IntegKey = key(32, 1) }, "without integrity"},
+		{"soft time after hard", func(c *Config) { c.Lifetime = Lifetime{Soft: Limits{Time: time.Hour}, Hard: Limits{Time: time.Minute}} }, "soft lifetime"},
+		{"soft bytes equal hard", func(c *Config) { c.Lifetime = Lifetime{Soft: Limits{Bytes: 5}, Hard: Limits{Bytes: 5}} }, "soft byte"},
+		{"soft packets after hard", func(c *Config) { c.Lifetime = Lifetime{Soft: Limits{Packets: 9}, Hard: Limits{Packets: 5}} }, "soft packet"},
+		{"soft only is fine", func(c *Config) { c.Lifetime = Lifetime{Soft: Limits{Packets: 9, Bytes: 1, Time: time.Hour}} }, ""},
+		{"negative time", func(c *Config) { c.Lifetime.Soft.Time = -1 }, "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
