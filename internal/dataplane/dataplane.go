@@ -381,7 +381,7 @@ func (d *Dataplane) Stats() Stats {
 		c := d.children[name]
 		cs := ChildStats{
 			Name: name, Protocol: c.Out.Protocol().String(), Encap: c.Out.Encap(),
-			SPIIn: c.In.SPI(), SPIOut: c.Out.SPI(), In: c.In.Stats(), Out: c.Out.Stats(),
+			SPIIn: c.In.SPI(), SPIOut: c.Out.SPI(), In: saStats(c.In), Out: saStats(c.Out),
 		}
 		for _, s := range c.Local {
 			cs.LocalTS = append(cs.LocalTS, s.String())

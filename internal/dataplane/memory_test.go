@@ -218,7 +218,7 @@ func TestMemoryTunnel(t *testing.T) {
 				}
 			}
 			st := left.Stats()
-			if len(st.Children) != 1 || st.Children[0].Out.PacketsOut != 8 || st.Children[0].In.PacketsIn != 8 {
+			if len(st.Children) != 1 || st.Children[0].Out.Packets != 8 || st.Children[0].In.Packets != 8 {
 				t.Errorf("left counters: %+v", st.Children)
 			}
 			for r, n := range st.Drops {
@@ -288,7 +288,7 @@ func TestMemoryDrops(t *testing.T) {
 	waitDrop(t, right, DropPolicyMismatch, 1)
 	expectNothing(t, rt.Inbound)
 
-	if got := right.Stats().Children[0].In.PacketsIn; got != 2 {
+	if got := right.Stats().Children[0].In.Packets; got != 2 {
 		// The good packet and the spoofed one verified; only the good one
 		// was delivered, which the TUN checks above prove.
 		t.Errorf("inbound SA counted %d packets, want 2 (verified ones)", got)

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/isle-ipsec/isle/sa"
 )
@@ -85,7 +86,28 @@ type ChildStats struct {
 	Encap    bool
 	SPIIn    uint32
 	SPIOut   uint32
-	In, Out  sa.Stats
+	In, Out  SAStats
 	LocalTS  []string
 	RemoteTS []string
+}
+
+// SAStats are one SA's counters, with its drops by reason name.
+type SAStats struct {
+	Bytes, Packets uint64
+	Drops          map[string]uint64 // only reasons that occurred
+	LastUsed       time.Time         // zero if never used
+}
+
+func saStats(s *sa.SA) SAStats {
+	st := s.Stats()
+	out := SAStats{Bytes: st.BytesIn + st.BytesOut, Packets: st.PacketsIn + st.PacketsOut, LastUsed: st.LastUsed}
+	for r, n := range st.Drops {
+		if n != 0 {
+			if out.Drops == nil {
+				out.Drops = map[string]uint64{}
+			}
+			out.Drops[sa.Reason(r).String()] = n
+		}
+	}
+	return out
 }

@@ -227,7 +227,8 @@ type statsFile struct {
 	Children   []struct {
 		Name    string
 		In, Out struct {
-			BytesIn, PacketsIn, BytesOut, PacketsOut uint64
+			Bytes, Packets uint64
+			Drops          map[string]uint64
 		}
 	}
 }
@@ -330,7 +331,7 @@ func TestManualTunnel(t *testing.T) {
 			l.scapyOpen(t, s, pkts)
 
 			st := l.stats(l.right)
-			if len(st.Children) != 1 || st.Children[0].In.PacketsIn < 6 {
+			if len(st.Children) != 1 || st.Children[0].In.Packets < 6 {
 				t.Fatalf("right gateway counters: %+v", st)
 			}
 			for _, r := range []string{"auth_failed", "replay", "policy_mismatch", "unknown_spi"} {
@@ -507,7 +508,10 @@ func TestManualTunnelRejects(t *testing.T) {
 	if d := after.Drops["auth_failed"] - before.Drops["auth_failed"]; d != 1 {
 		t.Errorf("corrupted packet: auth_failed drops went up by %d, want 1", d)
 	}
-	if a, b := after.Children[0].In.PacketsIn, before.Children[0].In.PacketsIn; a != b {
+	if got := after.Children[0].In.Drops; got["replayed"] != 1 || got["auth_failed"] != 1 {
+		t.Errorf("inbound SA's own drop counters: %v, want replayed 1 and auth_failed 1", got)
+	}
+	if a, b := after.Children[0].In.Packets, before.Children[0].In.Packets; a != b {
 		t.Errorf("inbound SA accepted %d packets from the injected ones", a-b)
 	}
 
