@@ -27,13 +27,43 @@ type Process struct {
 // logTail is how much of a log is printed when a test fails.
 const logTail = 64 << 10
 
+// KeepLogsEnv names a directory where, when set, logs and captures are
+// kept after the tests (for a CI run to look at); otherwise they go with
+// the test's temporary files.
+const KeepLogsEnv = "ISLE_TEST_LOGS"
+
 // LogDir is where logs named without a directory go: one directory per
-// topology, removed with the test's temporary files.
+// topology.
 func (topo *Topology) LogDir() string {
 	if topo.logDir == "" {
-		topo.logDir = topo.t.TempDir()
+		topo.logDir = TestDir(topo.t, topo.Prefix)
 	}
 	return topo.logDir
+}
+
+// TestDir makes a directory for a test's files: under $ISLE_TEST_LOGS and
+// kept if that is set, else a temporary one removed at cleanup. Its path is
+// short enough for unix sockets.
+func TestDir(t testing.TB, name string) string {
+	t.Helper()
+	keep := os.Getenv(KeepLogsEnv)
+	if keep == "" {
+		dir, err := os.MkdirTemp("", name+"-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		return dir
+	}
+	if err := os.MkdirAll(keep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	safe := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	dir, err := os.MkdirTemp(keep, safe+"-"+name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // Start runs argv in the background inside node's namespace, its output

@@ -28,6 +28,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/isle-ipsec/isle/internal/testenv"
 )
 
 // Node names one namespace of the topology by its role.
@@ -86,8 +88,17 @@ type Topology struct {
 // NewTopology builds the lab with namespaces named prefix+role and registers
 // a cleanup that deletes them whatever happens. Namespaces with the same
 // names left by a crashed run are deleted first. It needs root.
+//
+// Under `go test -short` the test is skipped; without root or the tools
+// (ip, nft) it is skipped, or failed in CI (internal/testenv).
 func NewTopology(t testing.TB, prefix string, opts ...Option) *Topology {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("namespace test left out by -short")
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "ip")
+	testenv.RequireTool(t, "nft")
 	var o options
 	for _, opt := range opts {
 		opt(&o)

@@ -78,24 +78,19 @@ func Start(t testing.TB, topo *netns.Topology, node netns.Node, cfg Config, opts
 	t.Helper()
 	Require(t)
 	// Not t.TempDir: a unix socket path must stay under 108 bytes.
-	dir, err := os.MkdirTemp("", "swan-"+topo.NS(node)+"-")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := netns.TestDir(t, "swan-"+topo.NS(node))
 	c := &Charon{Dir: dir, Node: node, topo: topo}
 	if err := c.writeFiles(cfg, opts); err != nil {
-		os.RemoveAll(dir)
 		t.Fatalf("swan: %v", err)
 	}
 	logPath := filepath.Join(dir, "charon.log")
-	// The stop registered by topo.Start runs before this removal (cleanups
-	// run last-registered first), and prints charon's stdout on failure;
-	// the filelog is printed here.
+	// The stop registered by topo.Start runs before this (cleanups run
+	// last-registered first) and prints charon's stdout on failure; the
+	// filelog is printed here.
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("charon log of %s (%s):\n%s", topo.NS(node), logPath, netns.ReadTail(logPath, 256<<10))
 		}
-		os.RemoveAll(dir)
 	})
 	script := fmt.Sprintf("mount -t tmpfs tmpfs /run && STRONGSWAN_CONF=%s exec %s", filepath.Join(dir, "strongswan.conf"), Binary)
 	c.proc = topo.Start(t, node, filepath.Join(dir, "stdout.log"), "unshare", "-m", "sh", "-c", script)
