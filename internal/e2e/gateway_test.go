@@ -650,3 +650,45 @@ func testPathMTU(t *testing.T, prefix string, s suite, wanMTU, maxInner int) {
 		t.Errorf("MSS clamped %d times on the left, %d on the right; want SYN and SYN-ACK clamped", left.MSSClamped, right.MSSClamped)
 	}
 }
+
+// TestShutdown: SIGTERM stops `isle run` with status 0, after it removed
+// its TUN device, routes and rules, and logged its final counters.
+func TestShutdown(t *testing.T) {
+	needLab(t)
+	l := startLab(t, "dp12", suites[0], nil)
+	if err := l.topo.Ping(netns.HL, netns.HR4, 1); err != nil {
+		t.Fatal(err)
+	}
+	if out := string(l.topo.MustRun(netns.GL, "ip", "rule")); !strings.Contains(out, "blackhole") {
+		t.Fatalf("no protection rule while running:\n%s", out)
+	}
+	p := l.left.proc
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(5 * time.Second); err != nil {
+		t.Fatalf("isle run after SIGTERM: %v\n%s", err, p.Log())
+	}
+	log := p.Log()
+	if !strings.Contains(log, `"msg":"stats"`) || !strings.Contains(log, `"msg":"stopped"`) {
+		t.Errorf("no final stats or stop line in the log:\n%s", log)
+	}
+	if out, err := l.topo.Run(netns.GL, "ip", "link", "show", "isle0"); err == nil {
+		t.Errorf("TUN device still there:\n%s", out)
+	}
+	if out := string(l.topo.MustRun(netns.GL, "ip", "rule")); strings.Contains(out, "10.2.0.0/24") {
+		t.Errorf("rules left behind:\n%s", out)
+	}
+	if out := string(l.topo.MustRun(netns.GL, "ip", "-6", "rule")); strings.Contains(out, "fd00:2::/64") {
+		t.Errorf("IPv6 rules left behind:\n%s", out)
+	}
+	if out := string(l.topo.MustRun(netns.GL, "ip", "route")); strings.Contains(out, "10.2.0.0/24") {
+		t.Errorf("routes left behind:\n%s", out)
+	}
+	// The key material is never logged.
+	for _, k := range []string{gcmLR, gcmRL} {
+		if strings.Contains(strings.ToLower(log), k[:16]) {
+			t.Errorf("a key appears in the log")
+		}
+	}
+}
