@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # demo.sh: two sites joined by isle in network namespaces (root). Builds the lab of scripts/topo.sh,
-# shows it, and removes everything on any exit. The gateways' part (isle in PREFIXgl and PREFIXgr,
-# ping and TCP through the tunnel) is filled in by the dataplane work.
+# shows it, starts isle in PREFIXgl and PREFIXgr with the statically keyed ESP AES-GCM SAs of
+# testdata/demo/{left,right}.toml, pings and runs TCP through the tunnel, shows the ESP on the wire and
+# the SAs with their counters, and removes everything (gateways, namespaces) on any exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 p=${DEMO_PREFIX:-demo}
 [[ $(id -u) == 0 ]] || { echo "demo.sh needs root (network namespaces)" >&2; exit 1; }
-cleanup() { ./scripts/topo.sh down "$p"; }
+isle=${ISLE:-bin/isle}
+[[ -x $isle ]] || { echo "building $isle"; go build -o "$isle" ./cmd/isle; }
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  ./scripts/topo.sh down "$p"
+  rm -rf "$work"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 ./scripts/topo.sh up "$p"
@@ -17,3 +28,56 @@ for n in hl gl gr hr; do
 done
 echo "--- without a tunnel, hl cannot reach hr:"
 if ip netns exec "${p}hl" ping -c 1 -W 1 10.2.0.2 >/dev/null; then echo "unexpected: reachable"; exit 1; else echo "unreachable, as it should be"; fi
+
+# The demo configs name the WAN addresses of the lab (198.18.0.1 / .2); only the control socket moves into
+# the scratch directory, so that the two gateways on this one machine do not share one.
+for side in left right; do
+  ns=${p}gl; [[ $side == right ]] && ns=${p}gr
+  sed "s|^interface = .*|&\ncontrol   = \"$work/$side.sock\"|" "testdata/demo/$side.toml" >"$work/$side.toml"
+  ISLE_STATS_FILE=$work/$side-stats.json ip netns exec "$ns" "$isle" run -c "$work/$side.toml" >"$work/$side.log" 2>&1 &
+  pids+=($!)
+done
+for side in left right; do
+  for _ in $(seq 100); do grep -q 'child SA installed' "$work/$side.log" && break; sleep 0.1; done
+  grep -q 'child SA installed' "$work/$side.log" || { echo "isle ($side) did not start:"; cat "$work/$side.log"; exit 1; }
+done
+echo "--- isle is up on both gateways:"
+grep -h 'child SA installed' "$work/left.log" "$work/right.log"
+echo "--- ${p}gl routes the far LAN into the tunnel device:"
+ip -n "${p}gl" route show dev isle0
+ip -n "${p}gl" -6 route show dev isle0
+
+echo "--- ping hl → hr through the tunnel (IPv4, then IPv6 inside IPv4), with the WAN seen by tcpdump:"
+ip netns exec "${p}gr" timeout 5 tcpdump -n -l -c 4 -i "${p}w1" esp 2>/dev/null &
+tcpdump_pid=$!
+sleep 1
+ip netns exec "${p}hl" ping -c 3 -i 0.2 10.2.0.2
+ip netns exec "${p}hl" ping -c 3 -i 0.2 fd00:2::2
+wait "$tcpdump_pid" || true
+
+if command -v iperf3 >/dev/null; then
+  echo "--- TCP hl → hr through the tunnel (iperf3, 3 s):"
+  ip netns exec "${p}hr" iperf3 -s -1 -D -B 10.2.0.2 >/dev/null
+  sleep 0.3
+  ip netns exec "${p}hl" iperf3 -c 10.2.0.2 -t 3 | tail -4
+fi
+
+echo "--- the SAs and their counters (isle writes them on SIGUSR1):"
+for i in 0 1; do
+  side=left; [[ $i == 1 ]] && side=right
+  rm -f "$work/$side-stats.json"
+  kill -USR1 "${pids[$i]}"
+  for _ in $(seq 50); do [[ -s $work/$side-stats.json ]] && break; sleep 0.1; done
+  echo "$side gateway:"
+  /usr/bin/python3 - "$work/$side-stats.json" <<'PY'
+import json, sys
+st = json.load(open(sys.argv[1]))
+for c in st["Children"]:
+    print(f"  {c['Name']}: {c['Protocol']}{' in UDP' if c['Encap'] else ''}  {','.join(c['LocalTS'])} === {','.join(c['RemoteTS'])}")
+    print(f"    in  SPI {c['SPIIn']:08x}: {c['In']['Packets']} packets, {c['In']['Bytes']} bytes")
+    print(f"    out SPI {c['SPIOut']:08x}: {c['Out']['Packets']} packets, {c['Out']['Bytes']} bytes")
+drops = {k: v for k, v in st["Drops"].items() if v}
+print("  drops:", drops if drops else "none")
+PY
+done
+echo "--- done; stopping the gateways and removing the lab"

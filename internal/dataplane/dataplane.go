@@ -157,6 +157,9 @@ func (d *Dataplane) openSockets() error {
 			return fmt.Errorf("dataplane: NAT-T socket on port %d: %w", d.cfg.NATTPort, err)
 		}
 		d.udp = c
+		if rc, err := c.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { setBuffers(int(fd)) })
+		}
 		// Let the kernel fragment outer packets rather than refuse them:
 		// the inner packets that must not be fragmented were answered
 		// with ICMP "too big" before sealing.

@@ -31,6 +31,7 @@ func openRaw(v6 bool, proto int, hdrIncl bool) (*rawSocket, error) {
 	if err != nil {
 		return nil, err
 	}
+	setBuffers(fd)
 	if hdrIncl {
 		if v6 {
 			err = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, ipv6HdrIncl, 1)
@@ -72,6 +73,22 @@ func openRaw(v6 bool, proto int, hdrIncl bool) (*rawSocket, error) {
 }
 
 func (r *rawSocket) Close() error { return r.f.Close() }
+
+// socketBuffer is the receive and send buffer the outer sockets ask for:
+// one reader goroutine drains each socket, and a burst of a TCP window's
+// worth of packets must not overflow the kernel's default (~200 KiB).
+const socketBuffer = 4 << 20
+
+// setBuffers enlarges fd's buffers, beyond net.core.rmem_max when we have
+// CAP_NET_ADMIN (the FORCE options), else as far as the limit allows.
+func setBuffers(fd int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, socketBuffer) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, socketBuffer)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, socketBuffer) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBuffer)
+	}
+}
 
 // outerDst is a peer address prepared once per SA in every form a send
 // needs, so sends do not build socket addresses per packet.
