@@ -139,6 +139,7 @@ func (s *IKESA) handleAuthResponse(raw []byte, m *message.Message) error {
 		return nil
 	}
 	s.child = child
+	s.addChild(child, nil)
 	return nil
 }
 
@@ -166,25 +167,27 @@ func (s *IKESA) acceptChild(ps []message.Payload) (*ChildSA, error) {
 	if s.childTransportProposed && findNotify(ps, message.UseTransportMode) != nil {
 		mode = sa.ModeTransport
 	}
-	return s.makeChild(st, mode, binary.BigEndian.Uint32(chosen.SPI), local, remote)
+	return s.makeChild(st, mode, s.childSPI, binary.BigEndian.Uint32(chosen.SPI), local, remote, nil, s.ni, s.nr, s.initiator)
 }
 
-// makeChild derives the CHILD_SA keys (RFC 7296 §2.17) and orients them:
-// the initiator sends with the initiator-to-responder keys.
-func (s *IKESA) makeChild(st suite, mode sa.Mode, peerSPI uint32, local, remote []policy.Selector) (*ChildSA, error) {
+// makeChild derives a CHILD_SA's keys (RFC 7296 §2.17) from SK_d, the
+// exchange's nonces and, with PFS, its new shared secret, and orients
+// them: the initiator of the exchange sends with the first half.
+func (s *IKESA) makeChild(st suite, mode sa.Mode, ourSPI, peerSPI uint32, local, remote []policy.Selector,
+	gir, ni, nr []byte, exchangeInitiator bool) (*ChildSA, error) {
 	sizes, err := childKeySizes(st)
 	if err != nil {
 		return nil, err
 	}
-	k, err := keys.DeriveChildSA(s.prf, s.keys.SKd, nil, s.ni, s.nr, sizes)
+	k, err := keys.DeriveChildSA(s.prf, s.keys.SKd, gir, ni, nr, sizes)
 	if err != nil {
 		return nil, err
 	}
 	c := &ChildSA{
-		Protocol: st.proto, Mode: mode, Enc: st.enc, Integ: st.integ, ESN: st.esn == sa.WithESN,
-		InboundSPI: s.childSPI, OutboundSPI: peerSPI, LocalTS: local, RemoteTS: remote,
+		Protocol: st.proto, Mode: mode, Enc: st.enc, Integ: st.integ, ESN: st.esn == sa.WithESN, PFS: st.dh,
+		InboundSPI: ourSPI, OutboundSPI: peerSPI, LocalTS: local, RemoteTS: remote,
 	}
-	if s.initiator {
+	if exchangeInitiator {
 		c.OutboundEncKey, c.OutboundIntegKey = k.InitiatorEnc, k.InitiatorInteg
 		c.InboundEncKey, c.InboundIntegKey = k.ResponderEnc, k.ResponderInteg
 	} else {
@@ -229,7 +232,13 @@ func (s *IKESA) handleAuthRequest(raw []byte, m *message.Message) error {
 	}
 	s.state = StateEstablished
 	s.child, s.childErr = child, childErr
-	return s.sendResponse(out)
+	if err := s.sendResponse(out); err != nil {
+		return err
+	}
+	if child != nil {
+		s.addChild(child, nil)
+	}
+	return nil
 }
 
 // offerChild is the responder's side of the first CHILD_SA: choose a
@@ -263,7 +272,7 @@ func (s *IKESA) offerChild(ps []message.Payload) ([]message.Payload, *ChildSA, e
 	if s.childSPI, err = s.allocChildSPI(); err != nil {
 		return refuse(message.TemporaryFailure)
 	}
-	child, err := s.makeChild(st, mode, binary.BigEndian.Uint32(chosen.SPI), local, remote)
+	child, err := s.makeChild(st, mode, s.childSPI, binary.BigEndian.Uint32(chosen.SPI), local, remote, nil, s.ni, s.nr, s.initiator)
 	if err != nil {
 		return refuse(message.NoProposalChosen)
 	}

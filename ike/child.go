@@ -13,6 +13,7 @@ type ChildSA struct {
 	Enc      sa.Encr     // zero for AH
 	Integ    sa.IntegAlg // IntegNone with AEAD
 	ESN      bool
+	PFS      sa.DHGroup // key exchange of the CREATE_CHILD_SA that made it; DHNone otherwise
 
 	InboundSPI, OutboundSPI uint32 // we receive with InboundSPI, which we chose
 
@@ -46,4 +47,28 @@ func (c *ChildSA) Clear() {
 	for _, k := range [][]byte{c.InboundEncKey, c.InboundIntegKey, c.OutboundEncKey, c.OutboundIntegKey} {
 		clear(k)
 	}
+}
+
+// ChildEventKind says what happened to a CHILD_SA.
+type ChildEventKind int
+
+const (
+	ChildUp   ChildEventKind = iota // negotiated: install it
+	ChildDown                       // deleted: remove it
+)
+
+func (k ChildEventKind) String() string {
+	if k == ChildUp {
+		return "UP"
+	}
+	return "DOWN"
+}
+
+// ChildEvent is reported through Config.OnChild. A rekeyed CHILD_SA comes
+// up with Replaces set to its predecessor, which stays installed until
+// its own ChildDown (make-before-break, RFC 7296 §2.8).
+type ChildEvent struct {
+	Kind     ChildEventKind
+	Child    *ChildSA
+	Replaces *ChildSA
 }

@@ -81,6 +81,11 @@ type Config struct {
 	// AllocSPI returns an unused inbound SPI for a CHILD_SA; nil means a
 	// random one from Rand. The gateway hands in the SAD's allocator.
 	AllocSPI func() (uint32, error)
+
+	// OnChild, when set, is told about every CHILD_SA that comes up or
+	// goes down; it runs inside Handle and must not call back into the
+	// IKE SA.
+	OnChild func(ChildEvent)
 }
 
 // NonceSize is the size of the nonces we send: at least half the key size

@@ -93,8 +93,11 @@ type IKESA struct {
 	peerNextID             uint32   // the peer's next request
 	lastResponse           [][]byte // resent when the peer retransmits
 	haveResponse           bool
-	child                  *ChildSA
+	child                  *ChildSA   // created with IKE_AUTH
+	children               []*ChildSA // every live CHILD_SA
 	childErr               error
+	pending                *request // our outstanding request after IKE_AUTH
+	queue                  []func() error
 	childSPI               uint32 // our inbound SPI for the CHILD_SA being created
 	childTransportProposed bool
 }
@@ -147,6 +150,82 @@ func (s *IKESA) ChildSA() *ChildSA { return s.child }
 
 // ChildErr is why the first CHILD_SA was refused, if it was.
 func (s *IKESA) ChildErr() error { return s.childErr }
+
+// Children returns the live CHILD_SAs, oldest first.
+func (s *IKESA) Children() []*ChildSA { return append([]*ChildSA(nil), s.children...) }
+
+func (s *IKESA) addChild(c, replaces *ChildSA) {
+	s.children = append(s.children, c)
+	if s.cfg.OnChild != nil {
+		s.cfg.OnChild(ChildEvent{Kind: ChildUp, Child: c, Replaces: replaces})
+	}
+}
+
+func (s *IKESA) removeChild(c *ChildSA) {
+	for i, x := range s.children {
+		if x == c {
+			s.children = append(s.children[:i], s.children[i+1:]...)
+			if s.cfg.OnChild != nil {
+				s.cfg.OnChild(ChildEvent{Kind: ChildDown, Child: c})
+			}
+			return
+		}
+	}
+}
+
+// childByOutbound finds a live CHILD_SA by the SPI the peer receives on.
+func (s *IKESA) childByOutbound(proto message.ProtocolID, spi uint32) *ChildSA {
+	for _, c := range s.children {
+		if message.ProtocolFromSA(c.Protocol) == proto && c.OutboundSPI == spi {
+			return c
+		}
+	}
+	return nil
+}
+
+// request is an exchange we started after IKE_AUTH, waiting for its
+// response.
+type request struct {
+	exchange   message.ExchangeType
+	onResponse func(ps []message.Payload) error
+}
+
+// startRequest sends a request, or queues it while another is
+// outstanding: we keep a window of one (RFC 7296 §2.3).
+func (s *IKESA) startRequest(ex message.ExchangeType, build func() ([]message.Payload, func([]message.Payload) error, error)) error {
+	run := func() error {
+		if s.state != StateEstablished {
+			return fmt.Errorf("ike: IKE SA is %v", s.state)
+		}
+		ps, onResponse, err := build()
+		if err != nil {
+			return err
+		}
+		out, err := s.seal(s.header(ex, false, s.nextRequestID), ps)
+		if err != nil {
+			return err
+		}
+		s.pending = &request{exchange: ex, onResponse: onResponse}
+		return s.sendRequest(out)
+	}
+	if s.lastRequest != nil {
+		s.queue = append(s.queue, run)
+		return nil
+	}
+	return run()
+}
+
+// requestDone runs queued requests while none is outstanding.
+func (s *IKESA) requestDone() error {
+	for len(s.queue) > 0 && s.lastRequest == nil {
+		next := s.queue[0]
+		s.queue = s.queue[1:]
+		if err := next(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (s *IKESA) fail(err error) error {
 	s.state, s.err = StateFailed, err
@@ -302,15 +381,21 @@ func (s *IKESA) Handle(b []byte) error {
 			return s.handleInitResponse(b, m)
 		case m.Exchange == message.IKEAuth && s.state == StateAuthSent:
 			return s.handleAuthResponse(b, m)
-		case m.Exchange == message.Informational && s.state == StateEstablished:
-			_, complete, err := s.open(b, m)
+		case s.state == StateEstablished && s.pending != nil && m.Exchange == s.pending.exchange:
+			ps, complete, err := s.open(b, m)
 			if err != nil {
 				return fmt.Errorf("ike: drop: %w", err)
 			}
-			if complete {
-				s.lastRequest = nil
+			if !complete {
+				return nil
 			}
-			return nil
+			done := s.pending.onResponse
+			s.lastRequest, s.pending = nil, nil
+			err = done(ps)
+			if qerr := s.requestDone(); err == nil {
+				err = qerr
+			}
+			return err
 		}
 		return fmt.Errorf("ike: drop: %v response in state %v", m.Exchange, s.state)
 	}
@@ -327,13 +412,15 @@ func (s *IKESA) Handle(b []byte) error {
 		return s.handleAuthRequest(b, m)
 	case m.Exchange == message.Informational && s.state == StateEstablished:
 		return s.handleInformational(b, m)
+	case m.Exchange == message.CreateChildSA && s.state == StateEstablished:
+		return s.handleCreateChildRequest(b, m)
 	}
 	return fmt.Errorf("ike: drop: %v request in state %v", m.Exchange, s.state)
 }
 
-// handleInformational answers liveness checks (an empty request) and
-// deletion of the IKE SA; other content is acknowledged with an empty
-// response for now.
+// handleInformational answers liveness checks (an empty request), and
+// deletes the IKE SA or CHILD_SAs the peer deletes (RFC 7296 §1.4.1),
+// naming in the response our SPIs of the CHILD_SAs deleted.
 func (s *IKESA) handleInformational(raw []byte, m *message.Message) error {
 	ps, complete, err := s.open(raw, m)
 	if err != nil {
@@ -342,17 +429,47 @@ func (s *IKESA) handleInformational(raw []byte, m *message.Message) error {
 	if !complete {
 		return nil
 	}
-	out, err := s.seal(s.header(message.Informational, true, m.MessageID), nil)
+	var resp []message.Payload
+	deleteIKE := false
+	var gone []*ChildSA
+	for _, p := range ps {
+		d, ok := p.(*message.Delete)
+		if !ok {
+			continue
+		}
+		if d.Protocol == message.ProtoIKE {
+			deleteIKE = true
+			continue
+		}
+		ours := &message.Delete{Protocol: d.Protocol}
+		for _, spi := range d.SPIs {
+			if c := s.childByOutbound(d.Protocol, binary.BigEndian.Uint32(spi)); c != nil {
+				ours.SPIs = append(ours.SPIs, binary.BigEndian.AppendUint32(nil, c.InboundSPI))
+				gone = append(gone, c)
+			}
+		}
+		if len(ours.SPIs) > 0 {
+			resp = append(resp, ours)
+		}
+	}
+	if deleteIKE {
+		resp = nil // the response to an IKE SA deletion is empty
+	}
+	out, err := s.seal(s.header(message.Informational, true, m.MessageID), resp)
 	if err != nil {
 		return err
 	}
 	if err := s.sendResponse(out); err != nil {
 		return err
 	}
-	for _, p := range ps {
-		if d, ok := p.(*message.Delete); ok && d.Protocol == message.ProtoIKE {
-			s.state = StateDeleted
+	for _, c := range gone {
+		s.removeChild(c)
+	}
+	if deleteIKE {
+		for _, c := range s.Children() {
+			s.removeChild(c)
 		}
+		s.state = StateDeleted
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 package ike
 
 import (
-	"errors"
+	"encoding/binary"
+	"fmt"
 
 	"github.com/isle-ipsec/isle/ike/message"
 )
@@ -10,29 +11,41 @@ import (
 // detection, RFC 7296 §2.4); the peer must answer it. The caller's
 // retransmission timer decides when the peer is dead.
 func (s *IKESA) CheckLiveness() error {
-	return s.sendInformational(nil)
+	return s.startRequest(message.Informational, func() ([]message.Payload, func([]message.Payload) error, error) {
+		return nil, func([]message.Payload) error { return nil }, nil
+	})
 }
 
 // Delete asks the peer to delete the IKE SA and with it every CHILD_SA
 // (RFC 7296 §1.4.1); the IKE SA is deleted on our side at once.
 func (s *IKESA) Delete() error {
-	err := s.sendInformational([]message.Payload{&message.Delete{Protocol: message.ProtoIKE}})
-	if err == nil {
-		s.state = StateDeleted
-	}
-	return err
-}
-
-func (s *IKESA) sendInformational(ps []message.Payload) error {
 	if s.state != StateEstablished {
-		return errors.New("ike: IKE SA is not established")
+		return fmt.Errorf("ike: IKE SA is %v", s.state)
 	}
-	if s.lastRequest != nil {
-		return errors.New("ike: a request is still outstanding") // window size 1 (§2.3)
-	}
-	out, err := s.seal(s.header(message.Informational, false, s.nextRequestID), ps)
+	out, err := s.seal(s.header(message.Informational, false, s.nextRequestID), []message.Payload{&message.Delete{Protocol: message.ProtoIKE}})
 	if err != nil {
 		return err
 	}
-	return s.sendRequest(out)
+	s.queue, s.pending = nil, nil
+	if err := s.sendRequest(out); err != nil {
+		return err
+	}
+	for _, c := range s.Children() {
+		s.removeChild(c)
+	}
+	s.state = StateDeleted
+	return nil
+}
+
+// DeleteChild asks the peer to delete a CHILD_SA pair (RFC 7296 §1.4.1).
+// Ours goes down when the peer confirms, or at once if it is no longer
+// known to the peer.
+func (s *IKESA) DeleteChild(c *ChildSA) error {
+	return s.startRequest(message.Informational, func() ([]message.Payload, func([]message.Payload) error, error) {
+		d := &message.Delete{Protocol: message.ProtocolFromSA(c.Protocol), SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, c.InboundSPI)}}
+		return []message.Payload{d}, func([]message.Payload) error {
+			s.removeChild(c)
+			return nil
+		}, nil
+	})
 }

@@ -147,6 +147,7 @@ var interopSuites = []struct{ ike, esp string }{
 	{"aes256-sha256-modp2048", "aes256-sha256"},
 	{"chacha20poly1305-prfsha512-ecp384", "chacha20poly1305"},
 	{"aes256gcm16-prfsha384-ecp256", "aes256gcm16"},
+	{"aes128gcm16-prfsha256-ecp256", "aes128gcm16-modp2048"}, // PFS when rekeying
 }
 
 func charonConfig(ike, esp string) swan.Config {
@@ -165,10 +166,10 @@ func charonConfig(ike, esp string) swan.Config {
 }
 
 // checkAgainstCharon compares our IKE SA and CHILD_SA with charon's.
-func checkAgainstCharon(t *testing.T, c *swan.Charon, s *IKESA) {
+func checkAgainstCharon(t *testing.T, c *swan.Charon, s *IKESA, ours *ChildSA) {
 	t.Helper()
-	if s.State() != StateEstablished || s.ChildSA() == nil {
-		t.Fatalf("isle: %v, child %v (%v)", s.Err(), s.ChildSA(), s.ChildErr())
+	if s.State() != StateEstablished || ours == nil {
+		t.Fatalf("isle: %v, child %v (%v)", s.Err(), ours, s.ChildErr())
 	}
 	ike, child, err := c.WaitChild("net", 10*time.Second)
 	if err != nil {
@@ -178,13 +179,13 @@ func checkAgainstCharon(t *testing.T, c *swan.Charon, s *IKESA) {
 	if ike.InitiatorSPI != fmt.Sprintf("%016x", spii) || ike.ResponderSPI != fmt.Sprintf("%016x", spir) {
 		t.Errorf("IKE SPIs: charon %s_i %s_r, isle %016x %016x", ike.InitiatorSPI, ike.ResponderSPI, spii, spir)
 	}
-	ours := s.ChildSA()
 	if child.SPIIn != ours.OutboundSPI || child.SPIOut != ours.InboundSPI {
 		t.Errorf("CHILD_SA SPIs: charon in %08x out %08x, isle in %08x out %08x", child.SPIIn, child.SPIOut, ours.InboundSPI, ours.OutboundSPI)
 	}
 	if got := strings.Join(child.LocalTS, ",") + " " + strings.Join(child.RemoteTS, ","); got != "10.2.0.0/24 10.1.0.0/24" {
 		t.Errorf("charon's CHILD_SA selectors: %s", got)
 	}
+	t.Logf("CHILD_SA %08x/%08x (%v %v PFS %v) agrees with charon's", ours.InboundSPI, ours.OutboundSPI, ours.Enc, ours.Integ, ours.PFS)
 	all, err := c.ChildKeys()
 	if err != nil || len(all) == 0 {
 		t.Fatalf("charon's CHILD_SA keys: %v (%d)", err, len(all))
@@ -219,12 +220,28 @@ func TestInteropStrongSwan(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.drive(t, func() *IKESA { return s }, nil, func() bool { return s.State() >= StateEstablished })
-			checkAgainstCharon(t, c, s)
+			checkAgainstCharon(t, c, s, s.ChildSA())
 			// Charon answers our liveness check.
 			if err := s.CheckLiveness(); err != nil {
 				t.Fatal(err)
 			}
 			e.drive(t, func() *IKESA { return s }, nil, func() bool { return s.lastRequest == nil })
+			// We rekey the CHILD_SA; charon takes the new one and deletes the old.
+			old := s.Children()[0]
+			if err := s.RekeyChild(old); err != nil {
+				t.Fatal(err)
+			}
+			e.drive(t, func() *IKESA { return s }, nil, func() bool {
+				return s.lastRequest == nil && len(s.Children()) == 1 && s.Children()[0] != old
+			})
+			checkAgainstCharon(t, c, s, s.Children()[0])
+			// Charon rekeys it; we answer the CREATE_CHILD_SA and its delete.
+			old = s.Children()[0]
+			if err := c.Rekey("net"); err != nil {
+				t.Fatal(err)
+			}
+			e.drive(t, func() *IKESA { return s }, nil, func() bool { return len(s.Children()) == 1 && s.Children()[0] != old })
+			checkAgainstCharon(t, c, s, s.Children()[0])
 		})
 		t.Run("strongswan-initiates/"+suite.ike, func(t *testing.T) {
 			topo := netns.NewTopology(t, fmt.Sprintf("ikr%d", n))
@@ -249,7 +266,7 @@ func TestInteropStrongSwan(t *testing.T) {
 			if err := <-initErr; err != nil {
 				t.Fatalf("charon: %v", err)
 			}
-			checkAgainstCharon(t, c, s)
+			checkAgainstCharon(t, c, s, s.ChildSA())
 			// Charon deletes the IKE SA; we answer and drop ours.
 			termErr := make(chan error, 1)
 			go func() { termErr <- c.Terminate("s2s", 10*time.Second) }()
