@@ -88,9 +88,9 @@ func (s *SA) raiseRekey(limit Limit) {
 	}
 }
 
-// expire moves the SA to the expired state and signals it once. An SA
-// that expires without having asked for a rekey asks now as well: the
-// negotiator needs a replacement either way.
+// expire moves the SA to the expired state and signals it once. An
+// expired SA no longer raises a separate rekey event: EventExpired
+// already tells the negotiator that a replacement is needed.
 func (s *SA) expire(limit Limit) {
 	s.state.CompareAndSwap(stateAlive, stateExpired)
 	if limit == LimitManual {

@@ -268,7 +268,8 @@ func TestLifetimeCounts(t *testing.T) {
 
 func TestLifetimeTime(t *testing.T) {
 	c := gcmConfig()
-	c.Lifetime = Lifetime{Soft: Limits{Time: 20 * time.Millisecond}, Hard: Limits{Time: 60 * time.Millisecond}}
+	// Far apart, so that a loaded machine cannot reorder the two timers.
+	c.Lifetime = Lifetime{Soft: Limits{Time: 20 * time.Millisecond}, Hard: Limits{Time: 500 * time.Millisecond}}
 	s, err := New(c)
 	if err != nil {
 		t.Fatal(err)
@@ -298,13 +299,13 @@ func TestLifetimeTime(t *testing.T) {
 
 func TestCloseStopsTimers(t *testing.T) {
 	c := gcmConfig()
-	c.Lifetime.Soft.Time = 20 * time.Millisecond
+	c.Lifetime.Soft.Time = 200 * time.Millisecond
 	s, err := New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	if ev := drain(s); len(ev) != 0 {
 		t.Fatalf("events after Close: %v", ev)
 	}
