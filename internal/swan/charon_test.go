@@ -3,6 +3,7 @@ package swan
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -306,5 +307,67 @@ func TestTwoCharonsNATIPv6(t *testing.T) {
 	}
 	if _, err := topo.TCPTransfer(netns.HL, netns.HR, netns.HR6, 256<<10); err != nil {
 		t.Errorf("TCP over IPv6 through strongSwan behind NAT: %v", err)
+	}
+}
+
+// Certificates from NewCA, identities that are DNs with spaces and commas,
+// and three key types: pubkey authentication between two charons.
+func TestTwoCharonsPubkey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("namespace test left out by -short")
+	}
+	Require(t)
+	ca, err := NewCA("isle test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, kt := range []struct {
+		name        string
+		left, right KeyType
+	}{{"ecdsa", ECDSAP256, ECDSAP256}, {"rsa-ed25519", RSA2048, Ed25519}} {
+		t.Run(kt.name, func(t *testing.T) {
+			dn := func(cn string) pkix.Name {
+				return pkix.Name{Country: []string{"CH"}, Organization: []string{"isle test"}, CommonName: cn}
+			}
+			// The DN as strongSwan reports it, written out by hand.
+			id := func(cn string) string { return "C=CH, O=isle test, CN=" + cn }
+			leftCred, err := ca.Issue(dn("gw-left"), kt.left, "left.isle.test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rightCred, err := ca.Issue(dn("gw-right"), kt.right, "right.isle.test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			topo := netns.NewTopology(t, fmt.Sprintf("sw3%d", i))
+			side := func(name string, cred *Credential, local, remote, localTS, remoteTS, peerDN string) (Config, Options) {
+				files, cert := ca.Files(name, cred)
+				cfg := sitePair(local, remote, "", "", localTS, remoteTS)
+				cfg.Secrets = nil
+				cfg.Connections[0].Local = Auth{Auth: "pubkey", ID: IdentityDN(cred.Cert.Subject), Certs: []string{cert}}
+				cfg.Connections[0].Remote = Auth{Auth: "pubkey", ID: peerDN, CACerts: []string{"ca.pem"}}
+				return cfg, Options{Files: files}
+			}
+			lc, lo := side("left", leftCred, netns.WanGL4, netns.WanGR4, netns.LeftLAN4, netns.RightLAN4, IdentityDN(rightCred.Cert.Subject))
+			rc, ro := side("right", rightCred, netns.WanGR4, netns.WanGL4, netns.RightLAN4, netns.LeftLAN4, IdentityDN(leftCred.Cert.Subject))
+			left := Start(t, topo, netns.GL, lc, lo)
+			right := Start(t, topo, netns.GR, rc, ro)
+			if err := left.Initiate("net", 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			lIKE, _, err := left.WaitChild("net", 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := right.WaitChild("net", 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if lIKE.RemoteID != id("gw-right") {
+				t.Errorf("left authenticated %q, want %q", lIKE.RemoteID, id("gw-right"))
+			}
+			if err := topo.Ping(netns.HL, netns.HR4, 2); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }
