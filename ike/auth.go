@@ -92,16 +92,16 @@ func (s *IKESA) sendAuthRequest() error {
 		&message.ID{Responder: true, IDType: s.cfg.RemoteID.Type, Data: s.cfg.RemoteID.Data},
 		&message.Auth{Method: message.AuthSharedKeyMIC, Data: s.authData(true, id)},
 	}
-	if s.cfg.Mode == sa.ModeTransport {
+	cc := &s.cfg.Children[0]
+	if cc.Mode == sa.ModeTransport {
 		ps = append(ps, &message.Notify{NotifyType: message.UseTransportMode})
-		s.childTransportProposed = true
 	}
 	var spi [4]byte
 	binary.BigEndian.PutUint32(spi[:], s.childSPI)
 	ps = append(ps,
-		proposalsToWire(withoutKE(s.cfg.ChildProposals), spi[:]),
-		tsToWire(s.cfg.LocalTS, false),
-		tsToWire(s.cfg.RemoteTS, true),
+		proposalsToWire(withoutKE(cc.Proposals), spi[:]),
+		tsToWire(cc.LocalTS, false),
+		tsToWire(cc.RemoteTS, true),
 	)
 	out, err := s.seal(s.header(message.IKEAuth, false, 1), ps)
 	if err != nil {
@@ -131,16 +131,16 @@ func (s *IKESA) handleAuthResponse(raw []byte, m *message.Message) error {
 	// The IKE SA stands even if its first CHILD_SA was refused (§1.2).
 	if n := firstError(ps); n != nil {
 		s.childErr = &NotifyError{Type: n.NotifyType}
-		return nil
+		return s.requestDone()
 	}
 	child, err := s.acceptChild(ps)
 	if err != nil {
 		s.childErr = err
-		return nil
+	} else {
+		s.child = child
+		s.addChild(child, nil)
 	}
-	s.child = child
-	s.addChild(child, nil)
-	return nil
+	return s.requestDone() // CHILD_SAs asked for meanwhile
 }
 
 // acceptChild is the initiator's side of the first CHILD_SA: check the
@@ -152,28 +152,29 @@ func (s *IKESA) acceptChild(ps []message.Payload) (*ChildSA, error) {
 	if saP == nil || tsi == nil || tsr == nil {
 		return nil, errors.New("ike: IKE_AUTH response without SA or traffic selectors")
 	}
-	st, chosen, err := checkAccepted(withoutKE(s.cfg.ChildProposals), saP)
+	cc := &s.cfg.Children[0]
+	st, chosen, err := checkAccepted(withoutKE(cc.Proposals), saP)
 	if err != nil {
-		return nil, fmt.Errorf("ike: CHILD_SA: %w", err)
+		return nil, fmt.Errorf("ike: CHILD_SA %s: %w", cc.Name, err)
 	}
 	if len(chosen.SPI) != 4 {
-		return nil, fmt.Errorf("ike: CHILD_SA: responder SPI of %d bytes", len(chosen.SPI))
+		return nil, fmt.Errorf("ike: CHILD_SA %s: responder SPI of %d bytes", cc.Name, len(chosen.SPI))
 	}
 	local, remote := tsFromWire(tsi), tsFromWire(tsr)
-	if !within(local, s.cfg.LocalTS) || !within(remote, s.cfg.RemoteTS) {
-		return nil, errors.New("ike: CHILD_SA: responder widened the traffic selectors")
+	if !within(local, cc.LocalTS) || !within(remote, cc.RemoteTS) {
+		return nil, fmt.Errorf("ike: CHILD_SA %s: responder widened the traffic selectors", cc.Name)
 	}
 	mode := sa.ModeTunnel
-	if s.childTransportProposed && findNotify(ps, message.UseTransportMode) != nil {
+	if cc.Mode == sa.ModeTransport && findNotify(ps, message.UseTransportMode) != nil {
 		mode = sa.ModeTransport
 	}
-	return s.makeChild(st, mode, s.childSPI, binary.BigEndian.Uint32(chosen.SPI), local, remote, nil, s.ni, s.nr, s.initiator)
+	return s.makeChild(cc.Name, st, mode, s.childSPI, binary.BigEndian.Uint32(chosen.SPI), local, remote, nil, s.ni, s.nr, s.initiator)
 }
 
 // makeChild derives a CHILD_SA's keys (RFC 7296 §2.17) from SK_d, the
 // exchange's nonces and, with PFS, its new shared secret, and orients
 // them: the initiator of the exchange sends with the first half.
-func (s *IKESA) makeChild(st suite, mode sa.Mode, ourSPI, peerSPI uint32, local, remote []policy.Selector,
+func (s *IKESA) makeChild(name string, st suite, mode sa.Mode, ourSPI, peerSPI uint32, local, remote []policy.Selector,
 	gir, ni, nr []byte, exchangeInitiator bool) (*ChildSA, error) {
 	sizes, err := childKeySizes(st)
 	if err != nil {
@@ -184,7 +185,7 @@ func (s *IKESA) makeChild(st suite, mode sa.Mode, ourSPI, peerSPI uint32, local,
 		return nil, err
 	}
 	c := &ChildSA{
-		Protocol: st.proto, Mode: mode, Enc: st.enc, Integ: st.integ, ESN: st.esn == sa.WithESN, PFS: st.dh,
+		Name: name, Protocol: st.proto, Mode: mode, Enc: st.enc, Integ: st.integ, ESN: st.esn == sa.WithESN, PFS: st.dh,
 		InboundSPI: ourSPI, OutboundSPI: peerSPI, LocalTS: local, RemoteTS: remote,
 	}
 	if exchangeInitiator {
@@ -254,25 +255,24 @@ func (s *IKESA) offerChild(ps []message.Payload) ([]message.Payload, *ChildSA, e
 	if saP == nil || tsi == nil || tsr == nil {
 		return refuse(message.InvalidSyntax)
 	}
-	st, chosen, err := selectProposal(withoutKE(s.cfg.ChildProposals), stripKE(saP))
-	if err != nil || len(chosen.SPI) != 4 {
+	cc, st, chosen, local, remote, err := s.chooseChild(saP, nil, tsFromWire(tsi), tsFromWire(tsr), true, "")
+	if err != nil {
+		var r *refusal
+		if errors.As(err, &r) {
+			return refuse(r.n.NotifyType)
+		}
 		return refuse(message.NoProposalChosen)
-	}
-	// Their TSi is our remote side, their TSr our local side.
-	remote, local := narrow(tsFromWire(tsi), s.cfg.RemoteTS), narrow(tsFromWire(tsr), s.cfg.LocalTS)
-	if len(remote) == 0 || len(local) == 0 {
-		return refuse(message.TSUnacceptable)
 	}
 	mode := sa.ModeTunnel
 	var out []message.Payload
-	if findNotify(ps, message.UseTransportMode) != nil && s.cfg.Mode == sa.ModeTransport {
+	if findNotify(ps, message.UseTransportMode) != nil && cc.Mode == sa.ModeTransport {
 		mode = sa.ModeTransport
 		out = append(out, &message.Notify{NotifyType: message.UseTransportMode})
 	}
 	if s.childSPI, err = s.allocChildSPI(); err != nil {
 		return refuse(message.TemporaryFailure)
 	}
-	child, err := s.makeChild(st, mode, s.childSPI, binary.BigEndian.Uint32(chosen.SPI), local, remote, nil, s.ni, s.nr, s.initiator)
+	child, err := s.makeChild(cc.Name, st, mode, s.childSPI, binary.BigEndian.Uint32(chosen.SPI), local, remote, nil, s.ni, s.nr, s.initiator)
 	if err != nil {
 		return refuse(message.NoProposalChosen)
 	}
@@ -280,4 +280,56 @@ func (s *IKESA) offerChild(ps []message.Payload) ([]message.Payload, *ChildSA, e
 	binary.BigEndian.PutUint32(spi[:], s.childSPI)
 	out = append(out, suiteToWire(st, chosen.Number, spi[:]), tsToWire(remote, false), tsToWire(local, true))
 	return out, child, nil
+}
+
+// chooseChild picks the child configuration for the peer's request (RFC
+// 7296 §2.9): the first, in our order, whose selectors meet the proposed
+// ones and whose proposals match. In IKE_AUTH key exchange methods are
+// left out; in CREATE_CHILD_SA the peer's KE payload takes part. only,
+// when set, restricts the choice to that configuration (a rekey).
+func (s *IKESA) chooseChild(theirs *message.SA, ke *message.KE, tsi, tsr []policy.Selector, inIKEAuth bool, only string) (
+	cc *ChildConfig, st suite, chosen message.Proposal, local, remote []policy.Selector, err error) {
+	var first *refusal
+	tsMet := false
+	// First pass: configurations that cover the proposed traffic whole;
+	// second: any that meets it, narrowed. A request for one of several
+	// children thus finds its own rather than the first that overlaps.
+	for pass := 0; pass < 2; pass++ {
+		for i := range s.cfg.Children {
+			c := &s.cfg.Children[i]
+			if only != "" && c.Name != only {
+				continue
+			}
+			remote, local = narrow(tsi, c.RemoteTS), narrow(tsr, c.LocalTS)
+			if len(remote) == 0 || len(local) == 0 {
+				continue
+			}
+			if pass == 0 && !(within(tsi, remote) && within(tsr, local)) {
+				continue
+			}
+			tsMet = true
+			if inIKEAuth {
+				st, chosen, err = selectProposal(withoutKE(c.Proposals), stripKE(theirs))
+				if err == nil && len(chosen.SPI) == 4 {
+					return c, st, chosen, local, remote, nil
+				}
+				continue
+			}
+			st, chosen, err = selectChildProposal(c.Proposals, theirs, ke)
+			if err == nil {
+				return c, st, chosen, local, remote, nil
+			}
+			var r *refusal
+			if first == nil && errors.As(err, &r) {
+				first = r
+			}
+		}
+	}
+	switch {
+	case !tsMet:
+		return nil, suite{}, message.Proposal{}, nil, nil, &refusal{&message.Notify{NotifyType: message.TSUnacceptable}}
+	case first != nil:
+		return nil, suite{}, message.Proposal{}, nil, nil, first
+	}
+	return nil, suite{}, message.Proposal{}, nil, nil, &refusal{&message.Notify{NotifyType: message.NoProposalChosen}}
 }

@@ -8,6 +8,7 @@ import (
 // ChildSA is a negotiated CHILD_SA pair with its keys, ready to be
 // installed in the SAD (sa) and the SPD (policy).
 type ChildSA struct {
+	Name     string      // of its ChildConfig
 	Protocol sa.Protocol // ESP or AH
 	Mode     sa.Mode
 	Enc      sa.Encr     // zero for AH

@@ -57,11 +57,13 @@ type Config struct {
 	LocalID, RemoteID Identity
 	PSK               []byte // shared key for both directions (AUTH method 2)
 
-	IKEProposals   []sa.Proposal // Protocol ProtoIKE, in order of preference
-	ChildProposals []sa.Proposal // Protocol ProtoESP or ProtoAH
-	Mode           sa.Mode       // tunnel, or transport (USE_TRANSPORT_MODE)
+	IKEProposals []sa.Proposal // Protocol ProtoIKE, in order of preference
 
-	LocalTS, RemoteTS []policy.Selector // our side and the peer's side of the CHILD_SA
+	// Children are the CHILD_SAs this IKE SA may carry. As initiator the
+	// first is negotiated with IKE_AUTH and others with CreateChild; as
+	// responder the first whose selectors and proposals fit a request is
+	// chosen (RFC 7296 §2.9).
+	Children []ChildConfig
 
 	// Local and Remote are the outer addresses, for NAT detection (RFC
 	// 7296 §2.23). Either may be zero when unknown.
@@ -88,6 +90,14 @@ type Config struct {
 	OnChild func(ChildEvent)
 }
 
+// ChildConfig is one CHILD_SA of a connection.
+type ChildConfig struct {
+	Name              string
+	Proposals         []sa.Proposal     // Protocol ProtoESP or ProtoAH; a DH group means PFS when rekeying
+	Mode              sa.Mode           // tunnel, or transport (USE_TRANSPORT_MODE)
+	LocalTS, RemoteTS []policy.Selector // our side and the peer's side
+}
+
 // NonceSize is the size of the nonces we send: at least half the key size
 // of the negotiated PRF (RFC 7296 §2.10) for every PRF we support.
 const NonceSize = 32
@@ -99,21 +109,29 @@ func (c *Config) validate() error {
 	if len(c.LocalID.Data) == 0 || len(c.RemoteID.Data) == 0 {
 		return errors.New("ike: local and remote identities are required")
 	}
-	if len(c.IKEProposals) == 0 || len(c.ChildProposals) == 0 {
-		return errors.New("ike: IKE and CHILD_SA proposals are required")
+	if len(c.IKEProposals) == 0 {
+		return errors.New("ike: IKE proposals are required")
+	}
+	if len(c.Children) == 0 {
+		return errors.New("ike: at least one CHILD_SA configuration is required")
 	}
 	for _, p := range c.IKEProposals {
 		if p.Protocol != sa.ProtoIKE {
 			return fmt.Errorf("ike: IKE proposal for %v", p.Protocol)
 		}
 	}
-	for _, p := range c.ChildProposals {
-		if p.Protocol != sa.ProtoESP && p.Protocol != sa.ProtoAH {
-			return fmt.Errorf("ike: CHILD_SA proposal for %v", p.Protocol)
+	for _, ch := range c.Children {
+		if len(ch.Proposals) == 0 {
+			return fmt.Errorf("ike: CHILD_SA %q: no proposals", ch.Name)
 		}
-	}
-	if len(c.LocalTS) == 0 || len(c.RemoteTS) == 0 {
-		return errors.New("ike: local and remote traffic selectors are required")
+		for _, p := range ch.Proposals {
+			if p.Protocol != sa.ProtoESP && p.Protocol != sa.ProtoAH {
+				return fmt.Errorf("ike: CHILD_SA %q: proposal for %v", ch.Name, p.Protocol)
+			}
+		}
+		if len(ch.LocalTS) == 0 || len(ch.RemoteTS) == 0 {
+			return fmt.Errorf("ike: CHILD_SA %q: local and remote traffic selectors are required", ch.Name)
+		}
 	}
 	return nil
 }

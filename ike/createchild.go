@@ -18,13 +18,27 @@ import (
 // CHILD_SA comes up with Replaces = c; c is then deleted. The IKE SA is
 // unaffected if the rekey fails.
 func (s *IKESA) RekeyChild(c *ChildSA) error {
-	return s.rekeyChild(c, sa.DHNone)
+	return s.createChild(c.Name, c, sa.DHNone)
 }
 
-func (s *IKESA) rekeyChild(old *ChildSA, group sa.DHGroup) error {
+// CreateChild negotiates an additional CHILD_SA from the configuration
+// named name (RFC 7296 §1.3.1). Requested before the IKE SA is
+// established, it runs right after IKE_AUTH.
+func (s *IKESA) CreateChild(name string) error {
+	if s.childConfig(name) == nil {
+		return fmt.Errorf("ike: no CHILD_SA configuration %q", name)
+	}
+	return s.createChild(name, nil, sa.DHNone)
+}
+
+func (s *IKESA) createChild(name string, old *ChildSA, group sa.DHGroup) error {
 	return s.startRequest(message.CreateChildSA, func() ([]message.Payload, func([]message.Payload) error, error) {
-		if !slices.Contains(s.children, old) {
+		if old != nil && !slices.Contains(s.children, old) {
 			return nil, nil, errors.New("ike: rekey of a CHILD_SA that is gone")
+		}
+		cc := s.childConfig(name)
+		if cc == nil {
+			return nil, nil, fmt.Errorf("ike: CHILD_SA %s is no longer configured", name)
 		}
 		spi, err := s.allocChildSPI()
 		if err != nil {
@@ -34,7 +48,7 @@ func (s *IKESA) rekeyChild(old *ChildSA, group sa.DHGroup) error {
 		if err != nil {
 			return nil, nil, err
 		}
-		props := s.cfg.ChildProposals
+		props := cc.Proposals
 		if group == sa.DHNone && len(props[0].DH) > 0 {
 			group = props[0].DH[0]
 		}
@@ -44,35 +58,45 @@ func (s *IKESA) rekeyChild(old *ChildSA, group sa.DHGroup) error {
 				return nil, nil, err
 			}
 		}
-		spiBytes := binary.BigEndian.AppendUint32(nil, spi)
-		ps := []message.Payload{
-			&message.Notify{Protocol: message.ProtocolFromSA(old.Protocol), SPI: binary.BigEndian.AppendUint32(nil, old.InboundSPI), NotifyType: message.RekeySA},
+		localTS, remoteTS, mode := cc.LocalTS, cc.RemoteTS, cc.Mode
+		var ps []message.Payload
+		if old != nil {
+			localTS, remoteTS, mode = old.LocalTS, old.RemoteTS, old.Mode
+			ps = append(ps, &message.Notify{Protocol: message.ProtocolFromSA(old.Protocol),
+				SPI: binary.BigEndian.AppendUint32(nil, old.InboundSPI), NotifyType: message.RekeySA})
 		}
-		if old.Mode == sa.ModeTransport {
+		if mode == sa.ModeTransport {
 			ps = append(ps, &message.Notify{NotifyType: message.UseTransportMode})
 		}
-		ps = append(ps, proposalsToWire(props, spiBytes), &message.Nonce{Data: ni})
+		ps = append(ps, proposalsToWire(props, binary.BigEndian.AppendUint32(nil, spi)), &message.Nonce{Data: ni})
 		if key != nil {
 			ps = append(ps, &message.KE{Group: key.Group(), Data: key.PublicKey()})
 		}
-		ps = append(ps, tsToWire(old.LocalTS, false), tsToWire(old.RemoteTS, true))
+		ps = append(ps, tsToWire(localTS, false), tsToWire(remoteTS, true))
+		what := "creation of CHILD_SA " + name
+		if old != nil {
+			what = fmt.Sprintf("rekey of CHILD_SA %s %08x", name, old.InboundSPI)
+		}
 
 		onResponse := func(resp []message.Payload) error {
 			if n := findNotify(resp, message.InvalidKEPayload); n != nil && len(n.Data) == 2 {
 				g := sa.DHGroup(binary.BigEndian.Uint16(n.Data))
 				if (key == nil || g != key.Group()) && slices.ContainsFunc(props, func(p sa.Proposal) bool { return slices.Contains(p.DH, g) }) {
-					return s.rekeyChild(old, g)
+					return s.createChild(name, old, g)
 				}
 			}
 			if n := firstError(resp); n != nil {
-				return fmt.Errorf("ike: rekey of CHILD_SA %08x refused: %w", old.InboundSPI, &NotifyError{Type: n.NotifyType})
+				return fmt.Errorf("ike: %s refused: %w", what, &NotifyError{Type: n.NotifyType})
 			}
-			child, err := s.acceptCreatedChild(resp, props, key, spi, ni, old.LocalTS, old.RemoteTS, old.Mode)
+			child, err := s.acceptCreatedChild(name, resp, props, key, spi, ni, localTS, remoteTS, mode)
 			if err != nil {
-				return fmt.Errorf("ike: rekey of CHILD_SA %08x: %w", old.InboundSPI, err)
+				return fmt.Errorf("ike: %s: %w", what, err)
 			}
 			s.addChild(child, old)
-			return s.DeleteChild(old)
+			if old != nil {
+				return s.DeleteChild(old)
+			}
+			return nil
 		}
 		return ps, onResponse, nil
 	})
@@ -80,7 +104,7 @@ func (s *IKESA) rekeyChild(old *ChildSA, group sa.DHGroup) error {
 
 // acceptCreatedChild checks a CREATE_CHILD_SA response for a CHILD_SA we
 // asked for and derives its keys.
-func (s *IKESA) acceptCreatedChild(ps []message.Payload, props []sa.Proposal, key *dh.PrivateKey, spi uint32, ni []byte,
+func (s *IKESA) acceptCreatedChild(name string, ps []message.Payload, props []sa.Proposal, key *dh.PrivateKey, spi uint32, ni []byte,
 	localTS, remoteTS []policy.Selector, wantMode sa.Mode) (*ChildSA, error) {
 	saP := find[*message.SA](ps, nil)
 	nonce := find[*message.Nonce](ps, nil)
@@ -116,7 +140,7 @@ func (s *IKESA) acceptCreatedChild(ps []message.Payload, props []sa.Proposal, ke
 	if wantMode == sa.ModeTransport && findNotify(ps, message.UseTransportMode) != nil {
 		mode = sa.ModeTransport
 	}
-	return s.makeChild(st, mode, spi, binary.BigEndian.Uint32(chosen.SPI), local, remote, gir, ni, nonce.Data, true)
+	return s.makeChild(name, st, mode, spi, binary.BigEndian.Uint32(chosen.SPI), local, remote, gir, ni, nonce.Data, true)
 }
 
 // handleCreateChildRequest answers the peer's CREATE_CHILD_SA: a new or
@@ -166,7 +190,11 @@ func (s *IKESA) handleCreateChildRequest(raw []byte, m *message.Message) error {
 		}
 	}
 	ke := find[*message.KE](ps, nil)
-	st, chosen, err := s.selectChild(saP, ke)
+	only := ""
+	if old != nil {
+		only = old.Name
+	}
+	cc, st, chosen, local, remote, err := s.chooseChild(saP, ke, tsFromWire(tsi), tsFromWire(tsr), false, only)
 	if err != nil {
 		var r *refusal
 		if errors.As(err, &r) {
@@ -174,13 +202,9 @@ func (s *IKESA) handleCreateChildRequest(raw []byte, m *message.Message) error {
 		}
 		return refuse(&message.Notify{NotifyType: message.NoProposalChosen})
 	}
-	remote, local := narrow(tsFromWire(tsi), s.cfg.RemoteTS), narrow(tsFromWire(tsr), s.cfg.LocalTS)
-	if len(remote) == 0 || len(local) == 0 {
-		return refuse(&message.Notify{NotifyType: message.TSUnacceptable})
-	}
 	var resp []message.Payload
 	mode := sa.ModeTunnel
-	if findNotify(ps, message.UseTransportMode) != nil && s.cfg.Mode == sa.ModeTransport {
+	if findNotify(ps, message.UseTransportMode) != nil && cc.Mode == sa.ModeTransport {
 		mode = sa.ModeTransport
 		resp = append(resp, &message.Notify{NotifyType: message.UseTransportMode})
 	}
@@ -205,7 +229,7 @@ func (s *IKESA) handleCreateChildRequest(raw []byte, m *message.Message) error {
 		defer clear(gir)
 		ourKE = &message.KE{Group: st.dh, Data: key.PublicKey()}
 	}
-	child, err := s.makeChild(st, mode, spi, binary.BigEndian.Uint32(chosen.SPI), local, remote, gir, nonce.Data, nr, false)
+	child, err := s.makeChild(cc.Name, st, mode, spi, binary.BigEndian.Uint32(chosen.SPI), local, remote, gir, nonce.Data, nr, false)
 	if err != nil {
 		return refuse(&message.Notify{NotifyType: message.NoProposalChosen})
 	}
@@ -221,13 +245,14 @@ func (s *IKESA) handleCreateChildRequest(raw []byte, m *message.Message) error {
 	return nil
 }
 
-// selectChild chooses the CHILD_SA transforms of a CREATE_CHILD_SA
-// request, preferring a proposal that takes the key exchange the peer
-// already sent; a wrong guess is answered with INVALID_KE_PAYLOAD.
-func (s *IKESA) selectChild(theirs *message.SA, ke *message.KE) (suite, message.Proposal, error) {
+// selectChildProposal chooses the CHILD_SA transforms of a CREATE_CHILD_SA
+// request from one configuration's proposals, preferring one that takes
+// the key exchange the peer already sent; a wrong guess is answered with
+// INVALID_KE_PAYLOAD.
+func selectChildProposal(ours []sa.Proposal, theirs *message.SA, ke *message.KE) (suite, message.Proposal, error) {
 	if ke != nil {
 		var guessed []sa.Proposal
-		for _, p := range s.cfg.ChildProposals {
+		for _, p := range ours {
 			if slices.Contains(p.DH, ke.Group) {
 				q := p
 				q.DH = []sa.DHGroup{ke.Group}
@@ -238,7 +263,7 @@ func (s *IKESA) selectChild(theirs *message.SA, ke *message.KE) (suite, message.
 			return st, chosen, nil
 		}
 	}
-	st, chosen, err := selectProposal(s.cfg.ChildProposals, theirs)
+	st, chosen, err := selectProposal(ours, theirs)
 	if err != nil || len(chosen.SPI) != 4 {
 		return suite{}, message.Proposal{}, &refusal{&message.Notify{NotifyType: message.NoProposalChosen}}
 	}
@@ -256,3 +281,12 @@ func (s *IKESA) selectChild(theirs *message.SA, ke *message.KE) (suite, message.
 type refusal struct{ n *message.Notify }
 
 func (r *refusal) Error() string { return "ike: refuse with " + r.n.NotifyType.String() }
+
+func (s *IKESA) childConfig(name string) *ChildConfig {
+	for i := range s.cfg.Children {
+		if s.cfg.Children[i].Name == name {
+			return &s.cfg.Children[i]
+		}
+	}
+	return nil
+}

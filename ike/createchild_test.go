@@ -66,7 +66,7 @@ func TestRekeyChild(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			left, right := pair(t, "aes128gcm16-prfsha256-x25519", tt.espI)
-			right.ChildProposals = mustProposals(t, sa.ProtoESP, tt.espR)
+			right.Children[0].Proposals = mustProposals(t, sa.ProtoESP, tt.espR)
 			i, r, l, li, lr := establishLogged(t, left, right)
 			oldI, _ := checkLiveChildren(t, i, r)
 			rekeyer, rekeyed := i, oldI
@@ -147,7 +147,7 @@ func TestRekeyUnknownChild(t *testing.T) {
 func TestRekeyRefusedPFS(t *testing.T) {
 	// The responder insists on PFS with a group the initiator does not offer.
 	left, right := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
-	right.ChildProposals = mustProposals(t, sa.ProtoESP, "aes128gcm16-modp3072")
+	right.Children[0].Proposals = mustProposals(t, sa.ProtoESP, "aes128gcm16-modp3072")
 	i, r, l := establish(t, left, right) // IKE_AUTH ignores the group
 	if err := i.RekeyChild(i.Children()[0]); err != nil {
 		t.Fatal(err)
@@ -211,5 +211,55 @@ func TestRequestQueue(t *testing.T) {
 	// INIT, AUTH, liveness, rekey, delete, liveness.
 	if l.sentByI != 6 {
 		t.Errorf("initiator sent %d datagrams", l.sentByI)
+	}
+}
+
+// TestMultipleChildren: a second CHILD_SA, asked for before the IKE SA is
+// up, follows IKE_AUTH in a CREATE_CHILD_SA; the responder finds each
+// request's own configuration by its selectors, whatever its order.
+func TestMultipleChildren(t *testing.T) {
+	left, right := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
+	left.Children = append(left.Children, ChildConfig{Name: "dns", Proposals: mustProposals(t, sa.ProtoESP, "aes128gcm16"),
+		LocalTS: mustSelectors(t, "10.1.0.0/24[udp]"), RemoteTS: mustSelectors(t, "10.2.0.53[udp/53]")})
+	right.Children = append([]ChildConfig{{Name: "resolver", Proposals: mustProposals(t, sa.ProtoESP, "aes128gcm16"),
+		LocalTS: mustSelectors(t, "10.2.0.53[udp/53]"), RemoteTS: mustSelectors(t, "10.1.0.0/24[udp]")}}, right.Children...)
+	li, lr := &eventLog{}, &eventLog{}
+	left.OnChild, right.OnChild = li.record, lr.record
+	i, r, l := newPair(t, left, right)
+	if err := i.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := i.CreateChild("dns"); err != nil {
+		t.Fatal(err)
+	}
+	if err := i.CreateChild("nonexistent"); err == nil {
+		t.Error("CreateChild of an unknown configuration accepted")
+	}
+	if errI, errR := l.run(t, i, r); len(errI)+len(errR) > 0 {
+		t.Fatalf("%v / %v", errI, errR)
+	}
+	ci, cr := i.Children(), r.Children()
+	if len(ci) != 2 || len(cr) != 2 {
+		t.Fatalf("children %d / %d", len(ci), len(cr))
+	}
+	names := func(cs []*ChildSA) string { return cs[0].Name + "," + cs[1].Name }
+	if names(ci) != "net,dns" || names(cr) != "net,resolver" {
+		t.Errorf("children %s / %s", names(ci), names(cr))
+	}
+	if got := ci[1].RemoteTS[0].String(); got != "10.2.0.53/32[udp/53]" {
+		t.Errorf("dns remote TS %s", got)
+	}
+	if ci[1].OutboundSPI != cr[1].InboundSPI || !bytes.Equal(ci[1].OutboundEncKey, cr[1].InboundEncKey) {
+		t.Error("second CHILD_SA does not mirror")
+	}
+	// Rekeying the second keeps it within its own configuration.
+	if err := r.RekeyChild(cr[1]); err != nil {
+		t.Fatal(err)
+	}
+	if errI, errR := l.run(t, i, r); len(errI)+len(errR) > 0 {
+		t.Fatalf("%v / %v", errI, errR)
+	}
+	if ci, cr = i.Children(), r.Children(); len(ci) != 2 || names(ci) != "net,dns" || names(cr) != "net,resolver" {
+		t.Fatalf("after rekey: %d children", len(ci))
 	}
 }

@@ -39,13 +39,15 @@ func mustSelectors(t testing.TB, ss ...string) []policy.Selector {
 func pair(t testing.TB, ike, esp string) (left, right Config) {
 	left = Config{
 		LocalID: FQDN("gw-left"), RemoteID: FQDN("gw-right"), PSK: []byte("lab-psk-0123456789"),
-		IKEProposals: mustProposals(t, sa.ProtoIKE, ike), ChildProposals: mustProposals(t, sa.ProtoESP, esp),
-		LocalTS: mustSelectors(t, "10.1.0.0/24"), RemoteTS: mustSelectors(t, "10.2.0.0/24"),
+		IKEProposals: mustProposals(t, sa.ProtoIKE, ike),
+		Children: []ChildConfig{{Name: "net", Proposals: mustProposals(t, sa.ProtoESP, esp),
+			LocalTS: mustSelectors(t, "10.1.0.0/24"), RemoteTS: mustSelectors(t, "10.2.0.0/24")}},
 		Local: netip.MustParseAddrPort("198.18.0.1:500"), Remote: netip.MustParseAddrPort("198.18.0.2:500"),
 	}
 	right = left
 	right.LocalID, right.RemoteID = left.RemoteID, left.LocalID
-	right.LocalTS, right.RemoteTS = left.RemoteTS, left.LocalTS
+	right.Children = []ChildConfig{{Name: "net", Proposals: mustProposals(t, sa.ProtoESP, esp),
+		LocalTS: left.Children[0].RemoteTS, RemoteTS: left.Children[0].LocalTS}}
 	right.Local, right.Remote = left.Remote, left.Local
 	return left, right
 }
@@ -198,7 +200,7 @@ func TestHandshake(t *testing.T) {
 func TestDefaultProposals(t *testing.T) {
 	left, right := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
 	left.IKEProposals, right.IKEProposals = sa.DefaultProposals(sa.ProtoIKE), sa.DefaultProposals(sa.ProtoIKE)
-	left.ChildProposals, right.ChildProposals = sa.DefaultProposals(sa.ProtoESP), sa.DefaultProposals(sa.ProtoESP)
+	left.Children[0].Proposals, right.Children[0].Proposals = sa.DefaultProposals(sa.ProtoESP), sa.DefaultProposals(sa.ProtoESP)
 	i, r, _ := establish(t, left, right)
 	checkChildPair(t, i, r)
 }
@@ -299,10 +301,10 @@ func TestChildRefused(t *testing.T) {
 		want   message.NotifyType
 	}{
 		{"no common ESP proposal", func(right *Config) {
-			right.ChildProposals = mustProposals(t, sa.ProtoESP, "aes256-sha512")
+			right.Children[0].Proposals = mustProposals(t, sa.ProtoESP, "aes256-sha512")
 		}, message.NoProposalChosen},
 		{"disjoint traffic selectors", func(right *Config) {
-			right.RemoteTS = mustSelectors(t, "10.9.0.0/24")
+			right.Children[0].RemoteTS = mustSelectors(t, "10.9.0.0/24")
 		}, message.TSUnacceptable},
 	}
 	for _, tt := range tests {
@@ -323,8 +325,8 @@ func TestChildRefused(t *testing.T) {
 
 func TestNarrowing(t *testing.T) {
 	left, right := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
-	left.LocalTS, left.RemoteTS = mustSelectors(t, "10.1.0.0/16"), mustSelectors(t, "10.2.0.0/16")
-	right.LocalTS, right.RemoteTS = mustSelectors(t, "10.2.0.0/24[tcp]"), mustSelectors(t, "10.1.0.0/24")
+	left.Children[0].LocalTS, left.Children[0].RemoteTS = mustSelectors(t, "10.1.0.0/16"), mustSelectors(t, "10.2.0.0/16")
+	right.Children[0].LocalTS, right.Children[0].RemoteTS = mustSelectors(t, "10.2.0.0/24[tcp]"), mustSelectors(t, "10.1.0.0/24")
 	i, r, _ := establish(t, left, right)
 	checkChildPair(t, i, r)
 	ci, cr := i.ChildSA(), r.ChildSA()
@@ -338,12 +340,12 @@ func TestNarrowing(t *testing.T) {
 
 func TestTransportMode(t *testing.T) {
 	left, right := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
-	left.Mode, right.Mode = sa.ModeTransport, sa.ModeTransport
+	left.Children[0].Mode, right.Children[0].Mode = sa.ModeTransport, sa.ModeTransport
 	i, r, _ := establish(t, left, right)
 	if i.ChildSA().Mode != sa.ModeTransport || r.ChildSA().Mode != sa.ModeTransport {
 		t.Errorf("modes %v/%v", i.ChildSA().Mode, r.ChildSA().Mode)
 	}
-	right.Mode = sa.ModeTunnel
+	right.Children[0].Mode = sa.ModeTunnel
 	i, r, _ = establish(t, left, right)
 	if i.ChildSA().Mode != sa.ModeTunnel || r.ChildSA().Mode != sa.ModeTunnel {
 		t.Errorf("tunnel-only responder: modes %v/%v", i.ChildSA().Mode, r.ChildSA().Mode)
@@ -510,7 +512,7 @@ func TestConfigValidation(t *testing.T) {
 		t.Error("config without PSK accepted")
 	}
 	bad = left
-	bad.ChildProposals = left.IKEProposals
+	bad.Children = []ChildConfig{{Name: "x", Proposals: left.IKEProposals, LocalTS: left.Children[0].LocalTS, RemoteTS: left.Children[0].RemoteTS}}
 	if _, err := NewInitiator(bad, func([]byte) error { return nil }); err == nil {
 		t.Error("IKE proposals as child proposals accepted")
 	}

@@ -85,21 +85,20 @@ type IKESA struct {
 	out, in    *sk.Cipher
 	cookie     []byte
 
-	peerFragments          bool
-	natLocal, natRemote    bool
-	reassembly             sk.Reassembly
-	nextRequestID          uint32   // ours
-	lastRequest            [][]byte // for Retransmit
-	peerNextID             uint32   // the peer's next request
-	lastResponse           [][]byte // resent when the peer retransmits
-	haveResponse           bool
-	child                  *ChildSA   // created with IKE_AUTH
-	children               []*ChildSA // every live CHILD_SA
-	childErr               error
-	pending                *request // our outstanding request after IKE_AUTH
-	queue                  []func() error
-	childSPI               uint32 // our inbound SPI for the CHILD_SA being created
-	childTransportProposed bool
+	peerFragments       bool
+	natLocal, natRemote bool
+	reassembly          sk.Reassembly
+	nextRequestID       uint32   // ours
+	lastRequest         [][]byte // for Retransmit
+	peerNextID          uint32   // the peer's next request
+	lastResponse        [][]byte // resent when the peer retransmits
+	haveResponse        bool
+	child               *ChildSA   // created with IKE_AUTH
+	children            []*ChildSA // every live CHILD_SA
+	childErr            error
+	pending             *request // our outstanding request after IKE_AUTH
+	queue               []func() error
+	childSPI            uint32 // our inbound SPI for the CHILD_SA being created
 }
 
 // NewInitiator prepares an IKE SA that will start the negotiation.
@@ -208,7 +207,7 @@ func (s *IKESA) startRequest(ex message.ExchangeType, build func() ([]message.Pa
 		s.pending = &request{exchange: ex, onResponse: onResponse}
 		return s.sendRequest(out)
 	}
-	if s.lastRequest != nil {
+	if s.lastRequest != nil || s.state == StateInitSent || s.state == StateAuthSent {
 		s.queue = append(s.queue, run)
 		return nil
 	}
