@@ -288,3 +288,17 @@ func TestReceiverChecksEveryByte(t *testing.T) {
 		})
 	}
 }
+
+// A transfer that cannot get through fails quickly, not at the timeout.
+func TestTransferFailsFast(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	topo := NewTopology(t, "nt6")
+	start := time.Now()
+	if _, err := topo.TCPTransfer(HL, HR, HR4, 1<<10); err == nil {
+		t.Fatal("TCP reached hr without a route")
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("failing transfer took %v", d)
+	}
+}

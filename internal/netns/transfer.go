@@ -96,6 +96,10 @@ func (topo *Topology) TCPTransfer(from, to Node, toAddr string, size int64) (Tra
 		net.JoinHostPort(toAddr, port), strconv.FormatInt(size, 10), strconv.FormatUint(seed, 10))
 	send.Env = append(os.Environ(), helperEnv+"=1")
 	sendOut, sendErr := send.CombinedOutput()
+	if sendErr != nil {
+		// The receiver may wait for a connection that never comes.
+		recv.Process.Kill()
+	}
 
 	var result string
 	if lines.Scan() {
