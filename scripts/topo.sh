@@ -19,11 +19,17 @@ case $cmd in up|down) ;; *) echo "usage: $0 up|down [PREFIX] [nat]" >&2; exit 2 
 [[ $p =~ ^[A-Za-z0-9]{1,12}$ ]] || { echo "$0: PREFIX must be 1-12 letters or digits" >&2; exit 2; }
 HL=${p}hl GL=${p}gl NAT=${p}nat GR=${p}gr HR=${p}hr
 
-down() {
-  local n pid
+down() { # ends what still runs in the namespaces (TERM, then KILL after 3s), then deletes them
+  local n pids _
   for n in $HL $GL $NAT $GR $HR; do
     [[ -e /run/netns/$n ]] || continue
-    for pid in $(ip netns pids "$n" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+    pids=$(ip netns pids "$n" 2>/dev/null || true)
+    if [[ -n $pids ]]; then
+      kill $pids 2>/dev/null || true
+      for _ in $(seq 30); do [[ -z $(ip netns pids "$n" 2>/dev/null) ]] && break; sleep 0.1; done
+      pids=$(ip netns pids "$n" 2>/dev/null || true)
+      [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
+    fi
     ip netns del "$n" 2>/dev/null || true
   done
 }
