@@ -88,6 +88,10 @@ type Config struct {
 	// goes down; it runs inside Handle and must not call back into the
 	// IKE SA.
 	OnChild func(ChildEvent)
+	// OnRekey, when set, is told when an IKE SA is replaced by a rekey;
+	// the new one has other SPIs, so datagrams must be routed to it. The
+	// CHILD_SAs move over without ChildDown/ChildUp events.
+	OnRekey func(old, new *IKESA)
 }
 
 // ChildConfig is one CHILD_SA of a connection.

@@ -144,8 +144,8 @@ func (s *IKESA) acceptCreatedChild(name string, ps []message.Payload, props []sa
 }
 
 // handleCreateChildRequest answers the peer's CREATE_CHILD_SA: a new or
-// rekeyed CHILD_SA (RFC 7296 §1.3.1, §1.3.3). Rekeying the IKE SA itself
-// is not supported yet and refused with NO_PROPOSAL_CHOSEN.
+// rekeyed CHILD_SA (RFC 7296 §1.3.1, §1.3.3), or a rekey of the IKE SA
+// (§1.3.2).
 func (s *IKESA) handleCreateChildRequest(raw []byte, m *message.Message) error {
 	ps, complete, err := s.open(raw, m)
 	if err != nil {
@@ -175,7 +175,10 @@ func (s *IKESA) handleCreateChildRequest(raw []byte, m *message.Message) error {
 		return refuse(&message.Notify{NotifyType: message.InvalidSyntax})
 	}
 	if len(saP.Proposals) > 0 && saP.Proposals[0].Protocol == message.ProtoIKE {
-		return refuse(&message.Notify{NotifyType: message.NoProposalChosen}) // IKE SA rekey: not yet
+		if findNotify(ps, message.RekeySA) != nil {
+			return refuse(&message.Notify{NotifyType: message.InvalidSyntax})
+		}
+		return s.handleIKERekeyRequest(ps, saP, nonce, respond, refuse)
 	}
 	if tsi == nil || tsr == nil {
 		return refuse(&message.Notify{NotifyType: message.InvalidSyntax})

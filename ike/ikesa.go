@@ -97,6 +97,7 @@ type IKESA struct {
 	children            []*ChildSA // every live CHILD_SA
 	childErr            error
 	pending             *request // our outstanding request after IKE_AUTH
+	successor           *IKESA   // the IKE SA that replaced this one by a rekey
 	queue               []func() error
 	childSPI            uint32 // our inbound SPI for the CHILD_SA being created
 }
@@ -360,6 +361,11 @@ func (s *IKESA) Handle(b []byte) error {
 	m, err := message.Parse(b)
 	if err != nil {
 		return fmt.Errorf("ike: drop: %w", err)
+	}
+	if s.state == StateDeleted && m.Flags&message.FlagResponse != 0 && m.Exchange == message.Informational &&
+		m.MessageID+1 == s.nextRequestID && s.lastRequest != nil {
+		s.lastRequest = nil // the answer to our Delete: nothing left to do
+		return nil
 	}
 	if s.state == StateFailed || s.state == StateDeleted {
 		return fmt.Errorf("ike: drop: IKE SA is %v", s.state)

@@ -162,6 +162,20 @@ func (s *IKESA) deriveIKEKeys(st suite, peerKE []byte) error {
 		return fmt.Errorf("ike: key exchange: %w", err)
 	}
 	defer clear(gir)
+	prf, err := keys.NewPRF(st.prf)
+	if err != nil {
+		return err
+	}
+	skeyseed := keys.SKEYSEED(prf, s.ni, s.nr, gir)
+	defer clear(skeyseed)
+	s.dhKey = nil // the ephemeral secret is no longer needed
+	return s.installKeys(st, skeyseed)
+}
+
+// installKeys derives the IKE SA's keys from SKEYSEED (RFC 7296 §2.14)
+// with the negotiated PRF and sets up SK protection in both directions.
+func (s *IKESA) installKeys(st suite, skeyseed []byte) error {
+	var err error
 	if s.prf, err = keys.NewPRF(st.prf); err != nil {
 		return err
 	}
@@ -169,8 +183,6 @@ func (s *IKESA) deriveIKEKeys(st suite, peerKE []byte) error {
 	if err != nil {
 		return err
 	}
-	skeyseed := keys.SKEYSEED(s.prf, s.ni, s.nr, gir)
-	defer clear(skeyseed)
 	if s.keys, err = keys.DeriveIKESA(s.prf, skeyseed, s.ni, s.nr, s.spii, s.spir, sizes); err != nil {
 		return err
 	}
@@ -185,7 +197,6 @@ func (s *IKESA) deriveIKEKeys(st suite, peerKE []byte) error {
 		return err
 	}
 	s.ike = st
-	s.dhKey = nil // the ephemeral secret is no longer needed
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/isle-ipsec/isle/ike/message"
 	"github.com/isle-ipsec/isle/internal/netns"
 	"github.com/isle-ipsec/isle/internal/swan"
 	"github.com/isle-ipsec/isle/internal/testenv"
@@ -76,7 +77,8 @@ type udpEndpoint struct {
 	c500, c4500 *net.UDPConn
 	remote      netip.Addr
 	in          chan datagram
-	lastNATT    bool // port of the last datagram received, for replies
+	lastNATT    bool                // port of the last datagram received, for replies
+	route       func([]byte) *IKESA // when set, picks the IKE SA for a datagram
 }
 
 func newUDPEndpoint(t *testing.T, ns string, local, remote netip.Addr) *udpEndpoint {
@@ -130,6 +132,9 @@ func (e *udpEndpoint) drive(t *testing.T, s func() *IKESA, newSA func() *IKESA, 
 		case d := <-e.in:
 			e.lastNATT = d.natt
 			sa := s()
+			if e.route != nil {
+				sa = e.route(d.data)
+			}
 			if sa == nil {
 				sa = newSA()
 			}
@@ -163,6 +168,30 @@ func charonConfig(ike, esp string) swan.Config {
 		}},
 		Secrets: []swan.Secret{{Type: "ike", IDs: []string{"gw-left", "gw-right"}, Secret: "lab-psk-0123456789"}},
 	}
+}
+
+// checkIKESPIs waits until charon lists an established IKE SA with our
+// SPIs (after a rekey the old one may linger briefly).
+func checkIKESPIs(t *testing.T, c *swan.Charon, s *IKESA) {
+	t.Helper()
+	spii, spir := s.SPIs()
+	want := fmt.Sprintf("%016x %016x", spii, spir)
+	var got []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		sas, err := c.SAs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, sa := range sas {
+			got = append(got, sa.State+" "+sa.InitiatorSPI+" "+sa.ResponderSPI)
+			if sa.State == "ESTABLISHED" && sa.InitiatorSPI+" "+sa.ResponderSPI == want {
+				t.Logf("IKE SA %s agrees with charon's", want)
+				return
+			}
+		}
+	}
+	t.Fatalf("charon has no IKE SA %s: %v", want, got)
 }
 
 // checkAgainstCharon compares our IKE SA and CHILD_SA with charon's.
@@ -236,6 +265,48 @@ func TestInteropStrongSwan(t *testing.T) {
 			})
 			checkAgainstCharon(t, c, s, s.Children()[0])
 			// Charon rekeys it; we answer the CREATE_CHILD_SA and its delete.
+			old = s.Children()[0]
+			if err := c.Rekey("net"); err != nil {
+				t.Fatal(err)
+			}
+			e.drive(t, func() *IKESA { return s }, nil, func() bool { return len(s.Children()) == 1 && s.Children()[0] != old })
+			checkAgainstCharon(t, c, s, s.Children()[0])
+
+			// We rekey the IKE SA, then a CHILD_SA under the new one: its
+			// keys come from the new SK_d, so charon must agree on it too.
+			if err := s.Rekey(); err != nil {
+				t.Fatal(err)
+			}
+			e.drive(t, func() *IKESA { return s }, nil, func() bool { return s.Successor() != nil && s.lastRequest == nil })
+			s = s.Successor()
+			checkIKESPIs(t, c, s)
+			if err := s.RekeyChild(s.Children()[0]); err != nil {
+				t.Fatal(err)
+			}
+			old = s.Children()[0]
+			e.drive(t, func() *IKESA { return s }, nil, func() bool {
+				return s.lastRequest == nil && len(s.Children()) == 1 && s.Children()[0] != old
+			})
+			checkAgainstCharon(t, c, s, s.Children()[0])
+
+			// Charon rekeys the IKE SA, then the CHILD_SA.
+			if out, err := c.Swanctl("--rekey", "--ike", "s2s"); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			prev := s
+			e.route = func(b []byte) *IKESA {
+				// The old IKE SA's delete still comes on the old SPIs.
+				if n := prev.Successor(); n != nil {
+					if h, err := message.ParseHeader(b); err == nil && h.SPIi == n.spii && h.SPIr == n.spir {
+						return n
+					}
+				}
+				return prev
+			}
+			e.drive(t, func() *IKESA { return prev }, nil, func() bool { return prev.Successor() != nil && prev.State() == StateDeleted })
+			e.route = nil
+			s = prev.Successor()
+			checkIKESPIs(t, c, s)
 			old = s.Children()[0]
 			if err := c.Rekey("net"); err != nil {
 				t.Fatal(err)
