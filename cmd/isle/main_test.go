@@ -208,7 +208,7 @@ func TestControlVerbs(t *testing.T) {
 	})
 
 	code, out, _ := isle("down", "office-b/lan", "--socket", sock)
-	if got := <-reqs; code != 0 || got != (controlRequest{"down", "office-b", "lan"}) || out != "down office-b lan\n" {
+	if got := <-reqs; code != 0 || got != (controlRequest{Command: "down", Name: "office-b", Child: "lan"}) || out != "down office-b lan\n" {
 		t.Errorf("down: %d %q %+v", code, out, got)
 	}
 	code, out, _ = isle("up", "--socket="+sock, "office-b")
@@ -236,9 +236,9 @@ func TestControlVerbs(t *testing.T) {
 	}
 	code, out, _ = isle("status", "--socket", sock)
 	<-reqs
-	for _, want := range []string{"office-b: ESTABLISHED, IKEv2, 0102030405060708_i 1112131415161718_r, initiator",
-		"AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE_25519", "lan: INSTALLED, TUNNEL, ESP-in-UDP, SPIs: c1a2b3d4_i c5a6b7d8_o",
-		"in  10 bytes, 1 packets", "local  10.1.0.0/24", "remote 10.2.0.0/24"} {
+	for _, want := range []string{"office-b: ESTABLISHED, IKEv2, 0102030405060708_i* 1112131415161718_r",
+		"AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE_25519", "lan: INSTALLED, TUNNEL-in-UDP, ESP:AES_GCM_16_128",
+		"in  c1a2b3d4,         10 bytes,        1 packets", "local  10.1.0.0/24", "remote 10.2.0.0/24"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("status text lacks %q:\n%s", want, out)
 		}
