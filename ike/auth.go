@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/isle-ipsec/isle/ike/keys"
 	"github.com/isle-ipsec/isle/ike/message"
@@ -294,9 +295,27 @@ func (s *IKESA) chooseChild(theirs *message.SA, ke *message.KE, tsi, tsr []polic
 	// First pass: configurations that cover the proposed traffic whole;
 	// second: any that meets it, narrowed. A request for one of several
 	// children thus finds its own rather than the first that overlaps.
+	// Within a pass the most specific configuration is tried first: one
+	// whose selectors lie inside another's.
+	inside := func(a, b *ChildConfig) bool { // a strictly inside b
+		return within(a.LocalTS, b.LocalTS) && within(a.RemoteTS, b.RemoteTS) &&
+			!(within(b.LocalTS, a.LocalTS) && within(b.RemoteTS, a.RemoteTS))
+	}
+	var order, rest []*ChildConfig
+	for i := range s.cfg.Children {
+		rest = append(rest, &s.cfg.Children[i])
+	}
+	for len(rest) > 0 {
+		for i, c := range rest {
+			if !slices.ContainsFunc(rest, func(d *ChildConfig) bool { return inside(d, c) }) {
+				order = append(order, c)
+				rest = append(rest[:i:i], rest[i+1:]...)
+				break
+			}
+		}
+	}
 	for pass := 0; pass < 2; pass++ {
-		for i := range s.cfg.Children {
-			c := &s.cfg.Children[i]
+		for _, c := range order {
 			if only != "" && c.Name != only {
 				continue
 			}

@@ -1,0 +1,589 @@
+package ike
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/isle-ipsec/isle/ike/message"
+)
+
+// Peer is one connection: the IKE SA we keep with one peer and the timers
+// that drive it.
+type Peer struct {
+	Name   string
+	Config Config
+	// Remote is the peer's address; invalid means any peer (responder
+	// only). Port 0 means the IKE port 500.
+	Remote netip.AddrPort
+
+	DPDDelay  time.Duration // liveness check after this much silence; 0 disables
+	RekeyTime time.Duration // IKE SA rekey; 0 disables
+	// ChildRekeyTime maps a ChildConfig name to its rekey interval.
+	ChildRekeyTime map[string]time.Duration
+	// Restart re-initiates the IKE SA (and its CHILD_SAs) when the peer is
+	// found dead or deletes it, as dpd_action = restart does.
+	Restart bool
+}
+
+// Timer is what AfterFunc returns; *time.Timer satisfies it.
+type Timer interface{ Stop() bool }
+
+// ManagerConfig wires the manager to its surroundings.
+type ManagerConfig struct {
+	Peers []Peer
+	// Send transmits one IKE message. natt means from and to port 4500
+	// with the four-zero-byte non-ESP marker in front (RFC 3948 §2.2);
+	// otherwise the IKE port. It must not block for long.
+	Send func(to netip.AddrPort, natt bool, b []byte) error
+	// OnChild reports CHILD_SAs to install and remove, with the peer's name.
+	OnChild func(peer string, ev ChildEvent)
+	Log     *slog.Logger
+	// AfterFunc schedules timers; nil means time.AfterFunc. Tests pass a
+	// fake clock.
+	AfterFunc func(d time.Duration, f func()) Timer
+	// RetransmitTimeout and RetransmitTries shape retransmission: the n-th
+	// resend waits RetransmitTimeout * 1.8^n, as strongSwan's defaults
+	// (4s, base 1.8, 5 tries); after the last the peer is dead.
+	RetransmitTimeout time.Duration
+	RetransmitTries   int
+}
+
+// managed is one IKE SA under the manager's care.
+type managed struct {
+	peer   *Peer
+	sa     *IKESA
+	remote netip.AddrPort // where to send: the peer, or the source of its last request
+	natt   bool
+
+	retransmits int
+	retransmitT Timer
+	watchedID   uint32 // request ID the retransmit timer is for
+	dpdT        Timer
+	rekeyT      Timer
+	childT      map[*ChildSA]Timer
+	lastHeard   time.Time
+}
+
+// Manager runs the IKE SAs of all peers: it routes datagrams to them by
+// SPI, creates responders for new IKE_SA_INIT requests, and keeps the
+// retransmission, liveness and rekey timers. All its methods are safe for
+// concurrent use; IKE traffic is light, so one lock serializes it.
+type Manager struct {
+	mu     sync.Mutex
+	cfg    ManagerConfig
+	log    *slog.Logger
+	bySPI  map[uint64]*managed // our SPI of each IKE SA
+	byPeer map[string]*managed // the current IKE SA of each peer
+	closed bool
+}
+
+// NewManager checks the peers and returns an idle manager.
+func NewManager(cfg ManagerConfig) (*Manager, error) {
+	if cfg.Send == nil {
+		return nil, errors.New("ike: manager without Send")
+	}
+	seen := map[string]bool{}
+	for i := range cfg.Peers {
+		p := &cfg.Peers[i]
+		if seen[p.Name] {
+			return nil, fmt.Errorf("ike: peer %q twice", p.Name)
+		}
+		seen[p.Name] = true
+		if err := p.Config.validate(); err != nil {
+			return nil, fmt.Errorf("ike: peer %q: %w", p.Name, err)
+		}
+		if p.Remote.IsValid() && p.Remote.Port() == 0 {
+			p.Remote = netip.AddrPortFrom(p.Remote.Addr(), 500)
+		}
+	}
+	if cfg.AfterFunc == nil {
+		cfg.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+	}
+	if cfg.RetransmitTimeout == 0 {
+		cfg.RetransmitTimeout = 4 * time.Second
+	}
+	if cfg.RetransmitTries == 0 {
+		cfg.RetransmitTries = 5
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Manager{cfg: cfg, log: log, bySPI: map[uint64]*managed{}, byPeer: map[string]*managed{}}, nil
+}
+
+func (m *Manager) peer(name string) *Peer {
+	for i := range m.cfg.Peers {
+		if m.cfg.Peers[i].Name == name {
+			return &m.cfg.Peers[i]
+		}
+	}
+	return nil
+}
+
+// ourSPI is the SPI we chose for s.
+func ourSPI(s *IKESA) uint64 {
+	if s.initiator {
+		return s.spii
+	}
+	return s.spir
+}
+
+// newManaged wraps an IKE SA of peer p, wiring its callbacks.
+func (m *Manager) newManaged(p *Peer, remote netip.AddrPort, initiator bool) (*managed, error) {
+	ms := &managed{peer: p, remote: remote, childT: map[*ChildSA]Timer{}, lastHeard: time.Now()}
+	cfg := p.Config
+	userChild := cfg.OnChild
+	cfg.OnChild = func(ev ChildEvent) {
+		m.childEvent(ms, ev)
+		if userChild != nil {
+			userChild(ev)
+		}
+	}
+	cfg.OnRekey = func(old, n *IKESA) { m.ikeRekeyed(ms, n) }
+	send := func(b []byte) error {
+		if ms.sa != nil && ms.sa.initiator && !ms.natt {
+			// RFC 7296 §2.23: once a NAT is found, move to port 4500.
+			if nl, nr := ms.sa.NATDetected(); nl || nr {
+				ms.natt = true
+				ms.remote = netip.AddrPortFrom(ms.remote.Addr(), 4500)
+			}
+		}
+		return m.cfg.Send(ms.remote, ms.natt, b)
+	}
+	var err error
+	if initiator {
+		ms.sa, err = NewInitiator(cfg, send)
+	} else {
+		ms.sa, err = NewResponder(cfg, send)
+	}
+	return ms, err
+}
+
+// Initiate starts the IKE SA of a peer, with its first CHILD_SA in
+// IKE_AUTH and the others right after.
+func (m *Manager) Initiate(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.initiate(name)
+}
+
+func (m *Manager) initiate(name string) error {
+	p := m.peer(name)
+	if p == nil {
+		return fmt.Errorf("ike: no peer %q", name)
+	}
+	if !p.Remote.IsValid() {
+		return fmt.Errorf("ike: peer %q has no address to initiate to", name)
+	}
+	if cur := m.byPeer[name]; cur != nil && cur.sa.State() < StateFailed {
+		return nil // already up or coming up
+	}
+	ms, err := m.newManaged(p, p.Remote, true)
+	if err != nil {
+		return err
+	}
+	if err := ms.sa.Start(); err != nil {
+		return err
+	}
+	for _, c := range p.Config.Children[1:] {
+		if err := ms.sa.CreateChild(c.Name); err != nil {
+			return err
+		}
+	}
+	m.bySPI[ourSPI(ms.sa)] = ms
+	m.byPeer[name] = ms
+	m.after(ms)
+	return nil
+}
+
+// Terminate deletes the IKE SA of a peer and its CHILD_SAs.
+func (m *Manager) Terminate(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ms := m.byPeer[name]
+	if ms == nil {
+		return fmt.Errorf("ike: peer %q has no IKE SA", name)
+	}
+	err := ms.sa.Delete()
+	m.forget(ms)
+	return err
+}
+
+// Handle takes one IKE datagram (non-ESP marker removed) that arrived
+// from `from`, on port 4500 if natt.
+func (m *Manager) Handle(from netip.AddrPort, natt bool, b []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	h, err := message.ParseHeader(b)
+	if err != nil {
+		m.log.Debug("ike: drop datagram", "from", from, "err", err)
+		return
+	}
+	ours := h.SPIi
+	if h.Flags&message.FlagInitiator != 0 {
+		ours = h.SPIr // the sender is the original initiator
+	}
+	ms := m.bySPI[ours]
+	if ms == nil && ours == 0 && h.Exchange == message.IKESAInit && h.Flags&message.FlagResponse == 0 {
+		ms = m.responderFor(from, h.SPIi)
+		if ms == nil {
+			return
+		}
+	}
+	if ms == nil {
+		m.log.Debug("ike: drop: unknown IKE SA", "from", from, "spii", fmt.Sprintf("%016x", h.SPIi), "spir", fmt.Sprintf("%016x", h.SPIr))
+		return
+	}
+	if !ms.sa.initiator {
+		// Answer where the request came from (NAT mappings change).
+		ms.remote, ms.natt = from, natt
+	}
+	err = ms.sa.Handle(b)
+	if err != nil {
+		m.log.Info("ike", "peer", ms.peer.Name, "err", err)
+	}
+	ms.lastHeard = time.Now()
+	if ms.sa.initiator && ms.sa.State() == StateInitSent && ourSPI(ms.sa) != 0 {
+		// (Re)register: the SPI is known from Start on.
+		m.bySPI[ourSPI(ms.sa)] = ms
+	}
+	if !ms.sa.initiator && ms.sa.State() == StateInitDone {
+		m.bySPI[ourSPI(ms.sa)] = ms
+	}
+	m.after(ms)
+}
+
+// responderFor finds the peer an IKE_SA_INIT request is for, by address,
+// and makes a responder for it; a retransmitted request reaches the
+// responder already made.
+func (m *Manager) responderFor(from netip.AddrPort, spii uint64) *managed {
+	for _, ms := range m.bySPI {
+		if !ms.sa.initiator && ms.sa.spii == spii && ms.remote.Addr() == from.Addr() {
+			return ms
+		}
+	}
+	var p *Peer
+	for i := range m.cfg.Peers {
+		q := &m.cfg.Peers[i]
+		if q.Remote.Addr() == from.Addr() || (!q.Remote.IsValid() && p == nil) {
+			p = q
+			if q.Remote.IsValid() {
+				break
+			}
+		}
+	}
+	if p == nil {
+		m.log.Info("ike: IKE_SA_INIT from an unknown peer", "from", from)
+		return nil
+	}
+	ms, err := m.newManaged(p, from, false)
+	if err != nil {
+		m.log.Warn("ike: responder", "peer", p.Name, "err", err)
+		return nil
+	}
+	return ms
+}
+
+// after looks at an IKE SA once it has acted, and sets its timers.
+func (m *Manager) after(ms *managed) {
+	s := ms.sa
+	switch s.State() {
+	case StateFailed, StateDeleted:
+		if m.byPeer[ms.peer.Name] == ms {
+			if s.State() == StateFailed {
+				m.log.Warn("ike: IKE SA failed", "peer", ms.peer.Name, "err", s.Err())
+			}
+			m.forget(ms)
+			if ms.peer.Restart && ms.peer.Remote.IsValid() && s.Successor() == nil && s.State() == StateDeleted {
+				m.initiate(ms.peer.Name)
+			}
+		} else if s.Successor() == nil {
+			m.forget(ms)
+		}
+		return
+	case StateEstablished:
+		if m.byPeer[ms.peer.Name] != ms && s.Successor() == nil {
+			// A second IKE SA with the same peer (both sides initiated, or
+			// the peer restarted) becomes the current one; the other stays
+			// until it is deleted or dies, as strongSwan's unique = no.
+			m.byPeer[ms.peer.Name] = ms
+			m.log.Info("ike: IKE SA established", "peer", ms.peer.Name, "proposal", s.Proposal())
+		}
+		if ms.rekeyT == nil && ms.peer.RekeyTime > 0 {
+			ms.rekeyT = m.cfg.AfterFunc(ms.peer.RekeyTime, func() { m.timer(ms, func() error { return ms.sa.Rekey() }) })
+		}
+		m.armDPD(ms)
+	}
+	m.armRetransmit(ms)
+}
+
+func (m *Manager) armRetransmit(ms *managed) {
+	s := ms.sa
+	if s.lastRequest == nil {
+		if ms.retransmitT != nil {
+			ms.retransmitT.Stop()
+			ms.retransmitT = nil
+		}
+		return
+	}
+	id := s.nextRequestID - 1
+	if ms.retransmitT != nil && ms.watchedID == id {
+		return // this request is already watched
+	}
+	if ms.retransmitT != nil {
+		ms.retransmitT.Stop()
+	}
+	ms.watchedID, ms.retransmits = id, 0
+	m.scheduleRetransmit(ms)
+}
+
+func (m *Manager) scheduleRetransmit(ms *managed) {
+	d := time.Duration(float64(m.cfg.RetransmitTimeout) * math.Pow(1.8, float64(ms.retransmits)))
+	ms.retransmitT = m.cfg.AfterFunc(d, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		s := ms.sa
+		if m.closed || s.lastRequest == nil || s.nextRequestID-1 != ms.watchedID {
+			return
+		}
+		if ms.retransmits >= m.cfg.RetransmitTries {
+			m.log.Warn("ike: peer does not answer", "peer", ms.peer.Name, "tries", ms.retransmits)
+			s.fail(errors.New("ike: peer not responding"))
+			m.forget(ms)
+			if ms.peer.Restart && ms.peer.Remote.IsValid() {
+				m.initiate(ms.peer.Name)
+			}
+			return
+		}
+		ms.retransmits++
+		if err := s.Retransmit(); err != nil {
+			m.log.Info("ike: retransmit", "peer", ms.peer.Name, "err", err)
+		}
+		m.scheduleRetransmit(ms)
+	})
+}
+
+func (m *Manager) armDPD(ms *managed) {
+	if ms.peer.DPDDelay <= 0 {
+		return
+	}
+	if ms.dpdT != nil {
+		ms.dpdT.Stop()
+	}
+	ms.dpdT = m.cfg.AfterFunc(ms.peer.DPDDelay, func() {
+		m.timer(ms, func() error {
+			if ms.sa.lastRequest != nil {
+				return nil // a request is out: its retransmissions test the peer
+			}
+			return ms.sa.CheckLiveness()
+		})
+	})
+}
+
+// timer runs a timed action on an IKE SA that is still current.
+func (m *Manager) timer(ms *managed, action func() error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || ms.sa.State() != StateEstablished || ms.sa.Successor() != nil {
+		return
+	}
+	if err := action(); err != nil {
+		m.log.Info("ike: timer", "peer", ms.peer.Name, "err", err)
+	}
+	m.after(ms)
+}
+
+func (m *Manager) childEvent(ms *managed, ev ChildEvent) {
+	switch ev.Kind {
+	case ChildUp:
+		if d := ms.peer.ChildRekeyTime[ev.Child.Name]; d > 0 {
+			c := ev.Child
+			ms.childT[c] = m.cfg.AfterFunc(d, func() {
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				cur := m.current(ms) // the CHILD_SA may have moved by an IKE SA rekey
+				if m.closed || cur.sa.State() != StateEstablished || !slices.Contains(cur.sa.children, c) {
+					return
+				}
+				if err := cur.sa.RekeyChild(c); err != nil {
+					m.log.Info("ike: CHILD_SA rekey", "peer", cur.peer.Name, "err", err)
+				}
+				m.after(cur)
+			})
+		}
+	case ChildDown:
+		if t := ms.childT[ev.Child]; t != nil {
+			t.Stop()
+			delete(ms.childT, ev.Child)
+		}
+	}
+	if m.cfg.OnChild != nil {
+		m.cfg.OnChild(ms.peer.Name, ev)
+	}
+}
+
+// current follows rekeys to the IKE SA that now carries ms's CHILD_SAs.
+func (m *Manager) current(ms *managed) *managed {
+	for ms.sa.Successor() != nil {
+		next := m.bySPI[ourSPI(ms.sa.Successor())]
+		if next == nil {
+			break
+		}
+		ms = next
+	}
+	return ms
+}
+
+func (m *Manager) ikeRekeyed(old *managed, n *IKESA) {
+	ms := &managed{peer: old.peer, sa: n, remote: old.remote, natt: old.natt, childT: old.childT, lastHeard: time.Now()}
+	old.childT = map[*ChildSA]Timer{}
+	// The successor reports to the same callbacks (cfg is shared), but
+	// those closures name old: rewire them to the successor.
+	cfg := n.cfg
+	userChild := old.peer.Config.OnChild
+	cfg.OnChild = func(ev ChildEvent) {
+		m.childEvent(ms, ev)
+		if userChild != nil {
+			userChild(ev)
+		}
+	}
+	cfg.OnRekey = func(_, nn *IKESA) { m.ikeRekeyed(ms, nn) }
+	n.cfg = cfg
+	n.send = func(b []byte) error { return m.cfg.Send(ms.remote, ms.natt, b) }
+	m.bySPI[ourSPI(n)] = ms
+	m.byPeer[old.peer.Name] = ms
+	if old.rekeyT != nil {
+		old.rekeyT.Stop()
+	}
+	if old.dpdT != nil {
+		old.dpdT.Stop()
+	}
+	m.log.Info("ike: IKE SA rekeyed", "peer", old.peer.Name)
+	m.after(ms)
+}
+
+// forget drops an IKE SA from the tables and stops its timers.
+func (m *Manager) forget(ms *managed) {
+	for _, t := range []Timer{ms.retransmitT, ms.dpdT, ms.rekeyT} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	for c, t := range ms.childT {
+		t.Stop()
+		delete(ms.childT, c)
+	}
+	for spi, x := range m.bySPI {
+		if x == ms {
+			delete(m.bySPI, spi)
+		}
+	}
+	if m.byPeer[ms.peer.Name] == ms {
+		delete(m.byPeer, ms.peer.Name)
+	}
+}
+
+// IKESA returns the current IKE SA of a peer, or nil. Its fields must only
+// be read while no datagram or timer is being handled; Status is the safe
+// way to look.
+func (m *Manager) IKESA(name string) *IKESA {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ms := m.byPeer[name]; ms != nil {
+		return ms.sa
+	}
+	return nil
+}
+
+// Status describes one peer's IKE SA for `isle status`.
+type Status struct {
+	Peer       string
+	State      State
+	Initiator  bool
+	SPIi, SPIr uint64
+	Proposal   string
+	NATLocal   bool
+	NATRemote  bool
+	Children   []ChildSA // copies without keys
+}
+
+// Status lists the IKE SAs, one per peer that has one.
+func (m *Manager) Status() []Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Status
+	for _, p := range m.cfg.Peers {
+		ms := m.byPeer[p.Name]
+		if ms == nil {
+			continue
+		}
+		s := ms.sa
+		st := Status{Peer: p.Name, State: s.State(), Initiator: s.initiator, SPIi: s.spii, SPIr: s.spir, Proposal: s.Proposal()}
+		st.NATLocal, st.NATRemote = s.NATDetected()
+		for _, c := range s.children {
+			cc := *c
+			cc.InboundEncKey, cc.InboundIntegKey, cc.OutboundEncKey, cc.OutboundIntegKey = nil, nil, nil, nil
+			st.Children = append(st.Children, cc)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// Close stops every timer; IKE SAs are left as they are (the caller
+// deletes them first with Terminate if the peers should know).
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	for _, ms := range m.bySPI {
+		m.forget(ms)
+	}
+	for _, ms := range m.byPeer {
+		m.forget(ms)
+	}
+}
+
+// CheckLiveness sends a liveness check to a peer now (dead peer detection
+// on demand); the retransmission timers decide if the peer is dead.
+func (m *Manager) CheckLiveness(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ms := m.byPeer[name]
+	if ms == nil {
+		return fmt.Errorf("ike: peer %q has no IKE SA", name)
+	}
+	err := ms.sa.CheckLiveness()
+	m.after(ms)
+	return err
+}
+
+// RekeyChild rekeys the CHILD_SA of a peer that receives on inboundSPI,
+// for the gateway to call when an SA reaches its soft byte or packet
+// limit (sa.Event).
+func (m *Manager) RekeyChild(name string, inboundSPI uint32) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ms := m.byPeer[name]
+	if ms == nil {
+		return fmt.Errorf("ike: peer %q has no IKE SA", name)
+	}
+	for _, c := range ms.sa.children {
+		if c.InboundSPI == inboundSPI {
+			err := ms.sa.RekeyChild(c)
+			m.after(ms)
+			return err
+		}
+	}
+	return fmt.Errorf("ike: peer %q has no CHILD_SA %08x", name, inboundSPI)
+}
