@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -346,5 +347,129 @@ func TestInteropStrongSwan(t *testing.T) {
 				t.Fatalf("charon terminate: %v", err)
 			}
 		})
+	}
+}
+
+// TestInteropManager runs the Manager with real timers against charon:
+// it initiates, rekeys the CHILD_SA on its own timer, follows charon's
+// IKE SA rekey, and terminates.
+func TestInteropManager(t *testing.T) {
+	if testenv.Short() {
+		t.Skip("namespace test: not in -short")
+	}
+	swan.Require(t)
+	const ikeProp, espProp = "aes128gcm16-prfsha256-x25519", "aes128gcm16"
+	topo := netns.NewTopology(t, "ikm")
+	c := swan.Start(t, topo, netns.GR, charonConfig(ikeProp, espProp), swan.Options{})
+	left, _ := pair(t, ikeProp, espProp)
+	remote := netip.MustParseAddr(netns.WanGR4)
+	e := newUDPEndpoint(t, topo.NS(netns.GL), netip.MustParseAddr(netns.WanGL4), remote)
+
+	var mu sync.Mutex
+	var ups []*ChildSA
+	m, err := NewManager(ManagerConfig{
+		Peers: []Peer{{Name: "gr", Config: left, Remote: netip.AddrPortFrom(remote, 500), DPDDelay: time.Second,
+			ChildRekeyTime: map[string]time.Duration{"net": 2 * time.Second}}},
+		Send: func(to netip.AddrPort, natt bool, b []byte) error { return e.send(natt, b) },
+		OnChild: func(_ string, ev ChildEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ev.Kind == ChildUp {
+				ups = append(ups, ev.Child)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	go func() {
+		for d := range e.in {
+			port := uint16(500)
+			if d.natt {
+				port = 4500
+			}
+			m.Handle(netip.AddrPortFrom(remote, port), d.natt, d.data)
+		}
+	}()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timeout waiting for %s; status %+v", what, m.Status())
+			}
+		}
+	}
+	latest := func() (int, *ChildSA) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(ups) == 0 {
+			return 0, nil
+		}
+		return len(ups), ups[len(ups)-1]
+	}
+	if err := m.Initiate("gr"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the first CHILD_SA", func() bool { n, _ := latest(); return n >= 1 })
+	st := m.Status()[0]
+	if !st.NATLocal && !st.NATRemote {
+		t.Error("charon's encap = yes should look like a NAT")
+	}
+	_, first := latest()
+	checkAgainstCharonChild(t, c, first)
+
+	waitFor("a CHILD_SA rekey by our timer", func() bool { n, _ := latest(); return n >= 2 })
+	_, second := latest()
+	checkAgainstCharonChild(t, c, second)
+
+	before := m.Status()[0]
+	if out, err := c.Swanctl("--rekey", "--ike", "s2s"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	waitFor("charon's IKE SA rekey", func() bool {
+		st := m.Status()
+		return len(st) == 1 && st[0].SPIi != before.SPIi && st[0].State == StateEstablished
+	})
+	n, _ := latest()
+	waitFor("a CHILD_SA rekey under the new IKE SA", func() bool { k, _ := latest(); return k > n })
+	_, third := latest()
+	checkAgainstCharonChild(t, c, third)
+
+	if err := m.Terminate("gr"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		sas, err := c.SAs()
+		if err == nil && len(sas) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("charon still has %v", sas)
+		}
+	}
+}
+
+// checkAgainstCharonChild waits until charon has installed the CHILD_SA
+// ours mirrors, and compares the keys.
+func checkAgainstCharonChild(t *testing.T, c *swan.Charon, ours *ChildSA) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		all, err := c.ChildKeys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range all {
+			if k.SPIIn == ours.OutboundSPI && k.SPIOut == ours.InboundSPI {
+				if !bytes.Equal(k.EncrIn, ours.OutboundEncKey) || !bytes.Equal(k.EncrOut, ours.InboundEncKey) {
+					t.Fatalf("CHILD_SA %08x: keys differ from charon's", ours.InboundSPI)
+				}
+				t.Logf("CHILD_SA %08x/%08x agrees with charon's", ours.InboundSPI, ours.OutboundSPI)
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("charon never installed CHILD_SA %08x/%08x", ours.InboundSPI, ours.OutboundSPI)
+		}
 	}
 }
