@@ -59,7 +59,19 @@ func (s *IKESA) authData(ofInitiator bool, id *message.ID) []byte {
 	if !ofInitiator {
 		first, nonce, skp = s.initResp, s.ni, s.keys.SKpr
 	}
-	return keys.PSKAuth(s.prf, s.cfg.PSK, keys.SignedOctets(s.prf, first, nonce, skp, id.Body()))
+	return keys.PSKAuth(s.prf, s.psk, keys.SignedOctets(s.prf, first, nonce, skp, id.Body()))
+}
+
+// lookupPSK finds the shared key between us and peer.
+func (s *IKESA) lookupPSK(peer Identity) error {
+	s.psk = s.cfg.PSK
+	if s.cfg.PSKFor != nil {
+		s.psk = s.cfg.PSKFor(s.cfg.LocalID, peer)
+	}
+	if len(s.psk) == 0 {
+		return fmt.Errorf("%w: no pre-shared key for %v and %v", ErrAuthentication, s.cfg.LocalID, peer)
+	}
+	return nil
 }
 
 // verifyPeer checks the peer's identity and AUTH payload.
@@ -70,14 +82,21 @@ func (s *IKESA) verifyPeer(ps []message.Payload) error {
 	if id == nil || auth == nil {
 		return fmt.Errorf("%w: no ID or AUTH payload", ErrAuthentication)
 	}
-	if peer := (Identity{Type: id.IDType, Data: id.Data}); !peer.equal(s.cfg.RemoteID) {
+	peer := Identity{Type: id.IDType, Data: append([]byte(nil), id.Data...)}
+	if peer.IsAny() || (!s.cfg.RemoteID.IsAny() && !peer.equal(s.cfg.RemoteID)) {
 		return fmt.Errorf("%w: peer is %v, expected %v", ErrAuthentication, peer, s.cfg.RemoteID)
 	}
+	if !s.initiator { // the initiator chose its key before sending AUTH
+		if err := s.lookupPSK(peer); err != nil {
+			return err
+		}
+	}
+	s.peerID = peer
 	if auth.Method != message.AuthSharedKeyMIC {
 		return fmt.Errorf("%w: method %v, expected %v", ErrAuthentication, auth.Method, message.AuthSharedKeyMIC)
 	}
 	if !hmac.Equal(auth.Data, s.authData(!s.initiator, id)) {
-		return fmt.Errorf("%w: AUTH of %v does not verify (pre-shared keys differ?)", ErrAuthentication, s.cfg.RemoteID)
+		return fmt.Errorf("%w: AUTH of %v does not verify (pre-shared keys differ?)", ErrAuthentication, peer)
 	}
 	return nil
 }
@@ -87,12 +106,15 @@ func (s *IKESA) sendAuthRequest() error {
 	if s.childSPI, err = s.allocChildSPI(); err != nil {
 		return s.fail(err)
 	}
-	id := s.ownID()
-	ps := []message.Payload{
-		id,
-		&message.ID{Responder: true, IDType: s.cfg.RemoteID.Type, Data: s.cfg.RemoteID.Data},
-		&message.Auth{Method: message.AuthSharedKeyMIC, Data: s.authData(true, id)},
+	if err := s.lookupPSK(s.cfg.RemoteID); err != nil {
+		return s.fail(err)
 	}
+	id := s.ownID()
+	ps := []message.Payload{id}
+	if !s.cfg.RemoteID.IsAny() { // name the responder we want (RFC 7296 §3.5)
+		ps = append(ps, &message.ID{Responder: true, IDType: s.cfg.RemoteID.Type, Data: s.cfg.RemoteID.Data})
+	}
+	ps = append(ps, &message.Auth{Method: message.AuthSharedKeyMIC, Data: s.authData(true, id)})
 	cc := &s.cfg.Children[0]
 	if cc.Mode == sa.ModeTransport {
 		ps = append(ps, &message.Notify{NotifyType: message.UseTransportMode})

@@ -34,7 +34,16 @@ func AddrIdentity(a netip.Addr) Identity {
 	return Identity{Type: message.IDIPv6, Data: a.AsSlice()}
 }
 
+// AnyID is the wildcard remote identity, strongSwan's %any.
+func AnyID() Identity { return Identity{} }
+
+// IsAny reports whether id is the wildcard.
+func (id Identity) IsAny() bool { return id.Type == 0 }
+
 func (id Identity) String() string {
+	if id.IsAny() {
+		return "%any"
+	}
 	switch id.Type {
 	case message.IDIPv4, message.IDIPv6:
 		if a, ok := netip.AddrFromSlice(id.Data); ok {
@@ -54,8 +63,15 @@ func (id Identity) equal(o Identity) bool {
 // the pre-shared key, what it proposes and accepts, and the traffic its
 // CHILD_SA carries. The gateway builds it from the configuration file.
 type Config struct {
-	LocalID, RemoteID Identity
-	PSK               []byte // shared key for both directions (AUTH method 2)
+	LocalID Identity
+	// RemoteID is the identity the peer must prove; the zero Identity
+	// (AnyID, "%any") accepts any identity that authenticates.
+	RemoteID Identity
+	// PSK is the shared key for both directions (AUTH method 2). PSKFor,
+	// when set, is asked instead with the two identities, as strongSwan
+	// looks up its secrets; nil means no key for them.
+	PSK    []byte
+	PSKFor func(local, remote Identity) []byte
 
 	IKEProposals []sa.Proposal // Protocol ProtoIKE, in order of preference
 
@@ -107,11 +123,14 @@ type ChildConfig struct {
 const NonceSize = 32
 
 func (c *Config) validate() error {
-	if len(c.PSK) == 0 {
+	if len(c.PSK) == 0 && c.PSKFor == nil {
 		return errors.New("ike: no pre-shared key")
 	}
-	if len(c.LocalID.Data) == 0 || len(c.RemoteID.Data) == 0 {
-		return errors.New("ike: local and remote identities are required")
+	if len(c.LocalID.Data) == 0 {
+		return errors.New("ike: a local identity is required")
+	}
+	if !c.RemoteID.IsAny() && len(c.RemoteID.Data) == 0 {
+		return errors.New("ike: remote identity without data")
 	}
 	if len(c.IKEProposals) == 0 {
 		return errors.New("ike: IKE proposals are required")

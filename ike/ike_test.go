@@ -250,7 +250,7 @@ func TestResponderAuthFailure(t *testing.T) {
 	r.send = func(b []byte) error {
 		if m, _ := message.Parse(b); m.Exchange == message.IKEAuth {
 			// Re-sign the response with a different PSK.
-			r.cfg.PSK = []byte("not the shared key")
+			r.psk = []byte("not the shared key")
 			id := r.ownID()
 			out, err := r.seal(m.Header, []message.Payload{id, &message.Auth{Method: message.AuthSharedKeyMIC, Data: r.authData(false, id)}})
 			if err != nil {
@@ -586,4 +586,43 @@ func TestCookie(t *testing.T) {
 		t.Fatalf("states %v/%v", i.State(), r.State())
 	}
 	checkChildPair(t, i, r)
+}
+
+// TestAnyRemoteIdentity: a responder configured for %any accepts any
+// identity for which it has a pre-shared key, and names it.
+func TestAnyRemoteIdentity(t *testing.T) {
+	secrets := map[string]string{"gw-left": "lab-psk-0123456789", "gw-other": "another key"}
+	for _, tt := range []struct {
+		id, psk string
+		ok      bool
+	}{
+		{"gw-left", "lab-psk-0123456789", true},
+		{"gw-other", "another key", true},
+		{"gw-other", "lab-psk-0123456789", false}, // a key that is not the one for this identity
+		{"gw-unknown", "lab-psk-0123456789", false},
+	} {
+		t.Run(tt.id+"/"+tt.psk, func(t *testing.T) {
+			left, right := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
+			left.LocalID, left.PSK = FQDN(tt.id), []byte(tt.psk)
+			left.RemoteID = AnyID() // no IDr sent
+			right.RemoteID, right.PSK = AnyID(), nil
+			right.PSKFor = func(local, remote Identity) []byte {
+				if local.String() != "gw-right" {
+					return nil
+				}
+				return []byte(secrets[remote.String()])
+			}
+			i, r, l := newPair(t, left, right)
+			if err := i.Start(); err != nil {
+				t.Fatal(err)
+			}
+			l.run(t, i, r)
+			if got := r.State() == StateEstablished && i.State() == StateEstablished; got != tt.ok {
+				t.Fatalf("established %v, want %v (%v / %v)", got, tt.ok, i.Err(), r.Err())
+			}
+			if tt.ok && (r.PeerID().String() != tt.id || i.PeerID().String() != "gw-right") {
+				t.Errorf("peer IDs %v / %v", r.PeerID(), i.PeerID())
+			}
+		})
+	}
 }

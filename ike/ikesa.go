@@ -98,6 +98,8 @@ type IKESA struct {
 	childErr            error
 	pending             *request // our outstanding request after IKE_AUTH
 	successor           *IKESA   // the IKE SA that replaced this one by a rekey
+	psk                 []byte   // the shared key used with this peer
+	peerID              Identity // the identity the peer proved
 	queue               []func() error
 	childSPI            uint32 // our inbound SPI for the CHILD_SA being created
 }
@@ -131,6 +133,9 @@ func (s *IKESA) Err() error { return s.err }
 
 // SPIs returns the initiator's and responder's IKE SPIs.
 func (s *IKESA) SPIs() (spii, spir uint64) { return s.spii, s.spir }
+
+// PeerID is the identity the peer authenticated with (once established).
+func (s *IKESA) PeerID() Identity { return s.peerID }
 
 // Initiator reports whether we are the original initiator.
 func (s *IKESA) Initiator() bool { return s.initiator }

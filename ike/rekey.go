@@ -87,6 +87,7 @@ func (s *IKESA) rekeyed(st suite, weInitiated bool, ourSPI, peerSPI uint64, ni, 
 		cfg: s.cfg, send: s.send, rand: s.rand, initiator: weInitiated, state: StateEstablished,
 		ni: append([]byte(nil), ni...), nr: append([]byte(nil), nr...),
 		peerFragments: s.peerFragments, natLocal: s.natLocal, natRemote: s.natRemote,
+		psk: s.psk, peerID: s.peerID,
 	}
 	n.spii, n.spir = ourSPI, peerSPI
 	if !weInitiated {
