@@ -75,7 +75,11 @@ type child struct {
 	maxInner int    // largest inner packet that fits the outer MTU
 	mss4     uint16 // clamp for TCP over IPv4 inside this SA
 	mss6     uint16
-	dst      outerDst
+	// peer is where outbound packets go. For ESP in UDP it follows the
+	// source of authenticated inbound packets, so that a peer behind a NAT
+	// that changes its mapping stays reachable (RFC 3948 §3.1; IKE
+	// will do the same with its own messages, RFC 7296 §2.23).
+	peer     atomic.Pointer[outerDst]
 	prefixes []netip.Prefix // remote prefixes routed into the TUN
 }
 
@@ -269,13 +273,15 @@ func (d *Dataplane) AddChild(c Child) error {
 	if peer.Is6() {
 		fam = 1
 	}
-	if c.Out.Encap() && d.udp == nil {
+	if c.Out.Encap() && d.udp == nil && d.sendHook == nil {
 		return fmt.Errorf("dataplane: child %q: UDP encapsulation needs natt_port", c.Name)
 	}
 	if !c.Out.Encap() && d.sendHook == nil && d.raw[fam][protoIndex(c.Out.Protocol())] == nil {
 		return fmt.Errorf("dataplane: child %q: no raw socket for %v over IPv%d", c.Name, c.Out.Protocol(), 4+2*fam)
 	}
-	ch := &child{Child: c, policy: pol, dst: newOuterDst(c.Out.Remote(), d.cfg.NATTPort)}
+	ch := &child{Child: c, policy: pol}
+	dst := newOuterDst(c.Out.Remote(), d.cfg.NATTPort)
+	ch.peer.Store(&dst)
 	outerMTU := d.cfg.OuterMTU
 	if outerMTU == 0 {
 		if outerMTU, err = routeMTU(peer); err != nil {

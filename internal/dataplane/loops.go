@@ -139,16 +139,17 @@ func (o *outPath) sealSend(c *child, buf []byte, n int) {
 		d.drop(dropOf(err))
 		return
 	}
+	dst := c.peer.Load()
 	if d.sendHook != nil {
 		err = d.sendHook(c, out)
 	} else if s.Encap() {
-		_, err = d.udp.WriteToUDPAddrPort(out, c.dst.udp)
+		_, err = d.udp.WriteToUDPAddrPort(out, dst.udp)
 	} else {
 		fam := 0
-		if c.dst.udp.Addr().Is6() {
+		if dst.udp.Addr().Is6() {
 			fam = 1
 		}
-		err = o.writers[protoIndex(s.Protocol())][fam].send(out, c.dst.sa)
+		err = o.writers[protoIndex(s.Protocol())][fam].send(out, dst.sa)
 	}
 	if err != nil {
 		d.drop(DropSendError)
@@ -226,7 +227,7 @@ func (d *Dataplane) udpLoop() {
 			d.ctr.ike.Add(1)
 			d.cfg.IKE(pkt[esp.NonESPMarkerLen:], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 		case esp.KindESP:
-			in.esp(buf, pkt, true)
+			in.esp(buf, pkt, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 		default:
 			d.drop(DropMalformed)
 		}
@@ -264,11 +265,11 @@ func (d *Dataplane) rawLoop(s *rawSocket, v6, isAH bool) {
 				d.drop(DropMalformed)
 				continue
 			}
-			in.esp(buf, pkt[ihl:], false)
+			in.esp(buf, pkt[ihl:], netip.AddrPort{})
 			continue
 		}
 		if !isAH {
-			in.esp(buf, pkt, false)
+			in.esp(buf, pkt, netip.AddrPort{})
 			continue
 		}
 		// AH's ICV covers the outer IPv6 header, which the IPv6 raw
@@ -300,8 +301,10 @@ func (in *inbound) lookup(spi uint32) *child {
 	return (*in.d.sad.Load())[spi]
 }
 
-// esp opens an ESP packet (SPI first) that lies inside buf.
-func (in *inbound) esp(buf, pkt []byte, encap bool) {
+// esp opens an ESP packet (SPI first) that lies inside buf. from is the
+// UDP source for ESP in UDP, and invalid for ESP over raw IP.
+func (in *inbound) esp(buf, pkt []byte, from netip.AddrPort) {
+	encap := from.IsValid()
 	spi, ok := esp.SPI(pkt)
 	if !ok {
 		in.d.drop(DropMalformed)
@@ -316,6 +319,11 @@ func (in *inbound) esp(buf, pkt []byte, encap bool) {
 	if err != nil {
 		in.d.drop(dropOf(err))
 		return
+	}
+	if encap {
+		if cur := c.peer.Load(); cur.udp != from {
+			in.d.movePeer(c, from)
+		}
 	}
 	in.deliver(c, buf, inner)
 }
@@ -372,4 +380,15 @@ func (in *inbound) deliver(c *child, buf, inner []byte) {
 		d.drop(DropTUNError)
 		d.log.Debug("writing TUN device", "child", c.Name, "err", err)
 	}
+}
+
+// movePeer sends c's packets to from from now on: an authenticated packet
+// arrived from there, so the peer (or the NAT in front of it) moved.
+func (d *Dataplane) movePeer(c *child, from netip.AddrPort) {
+	old := c.peer.Load()
+	dst := newOuterDst(from, d.cfg.NATTPort)
+	if !c.peer.CompareAndSwap(old, &dst) {
+		return
+	}
+	d.log.Info("peer moved", "child", c.Name, "from", old.udp.String(), "to", from.String())
 }

@@ -52,7 +52,11 @@ func connect(from, to *Dataplane, tap func([]byte)) {
 		if c.Out.Protocol() == sa.ProtoAH {
 			in.ah(buf, pkt)
 		} else {
-			in.esp(buf, pkt, c.Out.Encap())
+			var from netip.AddrPort
+			if c.Out.Encap() {
+				from = c.Out.Local()
+			}
+			in.esp(buf, pkt, from)
 		}
 		return nil
 	}
@@ -254,7 +258,7 @@ func TestMemoryDrops(t *testing.T) {
 	in := newInbound(right)
 	deliver := func(outer []byte) {
 		buf := make([]byte, bufSize)
-		in.esp(buf, buf[headroom:headroom+copy(buf[headroom:], outer)], false)
+		in.esp(buf, buf[headroom:headroom+copy(buf[headroom:], outer)], netip.AddrPort{})
 	}
 
 	// The same packet again: replay.
@@ -390,6 +394,7 @@ func TestAddChildRefuses(t *testing.T) {
 		{"no inbound SA", func(c *Child) { c.In = nil }, "needs an inbound"},
 		{"no selectors", func(c *Child) { c.Local = nil }, "selectors"},
 		{"encap without NAT-T socket", func(c *Child) {
+			d.sendHook = nil // a real dataplane, without the NAT-T socket
 			c.Out = mkSA(t, keys{proto: sa.ProtoESP, enc: sa.EncAESGCM16, encLen: 20}, 0x1001, false, "198.18.0.1:4500", "198.18.0.2:4500", 1)
 			cfg := sa.Config{SPI: 0x3001, Protocol: sa.ProtoESP, Mode: sa.ModeTunnel, Enc: sa.EncAESGCM16, EncKey: key(20, 1), Encap: true,
 				Local: netip.MustParseAddrPort("198.18.0.1:4500"), Remote: netip.MustParseAddrPort("198.18.0.2:4500")}
@@ -404,6 +409,7 @@ func TestAddChildRefuses(t *testing.T) {
 		c := good()
 		tc.mod(&c)
 		err := d.AddChild(c)
+		d.sendHook = func(*child, []byte) error { return nil }
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want one mentioning %q", tc.name, err, tc.want)
 		}
@@ -506,10 +512,10 @@ func FuzzInbound(f *testing.F) {
 		p := buf[headroom : headroom+copy(buf[headroom:], pkt)]
 		switch how % 3 {
 		case 0:
-			in.esp(buf, p, false)
+			in.esp(buf, p, netip.AddrPort{})
 		case 1:
 			if esp.ClassifyUDP(p) == esp.KindESP {
-				in.esp(buf, p, true)
+				in.esp(buf, p, netip.MustParseAddrPort("192.0.2.1:4500"))
 			}
 		case 2:
 			if len(p) >= 20 && (p[0]>>4 == 4 || p[0]>>4 == 6) {
@@ -554,5 +560,83 @@ func TestMemoryAHFragmentsInner(t *testing.T) {
 	}
 	if d := left.Stats().Drops; d["too_big"] != 0 || d["send_error"] != 0 {
 		t.Errorf("drops: %v", d)
+	}
+}
+
+// TestMemoryPeerMoves: with ESP in UDP, an authenticated packet from a new
+// address:port (a NAT that changed its mapping) moves the peer; a packet
+// that fails authentication does not.
+func TestMemoryPeerMoves(t *testing.T) {
+	lt, rt := tuntest.NewChannelTUN(), tuntest.NewChannelTUN()
+	left, right := newMemory(t, lt.TUN(), 1500), newMemory(t, rt.TUN(), 1500)
+	k := suites["aes-gcm-128"]
+	l4, r4 := "198.18.0.1:4500", "198.18.0.2:4500"
+	mk := func(spi uint32, inbound bool, local, remote string, seed byte) *sa.SA {
+		c := sa.Config{SPI: spi, Protocol: sa.ProtoESP, Mode: sa.ModeTunnel, Inbound: inbound, Enc: k.enc,
+			EncKey: key(k.encLen, seed), Encap: true, ReplayWindow: 64,
+			Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
+		s, err := sa.New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	sentTo := make(chan netip.AddrPort, 4)
+	left.sendHook = func(c *child, out []byte) error { return nil }
+	right.sendHook = func(c *child, out []byte) error { sentTo <- c.peer.Load().udp; return nil }
+	lc := Child{Name: "n", Local: sels(t, "10.1.0.0/24"), Remote: sels(t, "10.2.0.0/24"),
+		Out: mk(0x1001, false, l4, r4, 1), In: mk(0x2001, true, l4, r4, 2)}
+	rc := Child{Name: "n", Local: lc.Remote, Remote: lc.Local,
+		Out: mk(0x2001, false, r4, l4, 2), In: mk(0x1001, true, r4, l4, 1)}
+	if err := left.AddChild(lc); err != nil {
+		t.Fatal(err)
+	}
+	if err := right.AddChild(rc); err != nil {
+		t.Fatal(err)
+	}
+	seal := func(seq uint64) []byte {
+		buf := make([]byte, bufSize)
+		p := udpPacket(t, "10.1.0.2", "10.2.0.2", 10, false)
+		copy(buf[headroom:], p)
+		out, err := esp.Seal(lc.Out, seq, buf, headroom, len(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	in := newInbound(right)
+	deliver := func(pkt []byte, from string) {
+		buf := make([]byte, bufSize)
+		in.esp(buf, buf[headroom:headroom+copy(buf[headroom:], pkt)], netip.MustParseAddrPort(from))
+	}
+	reply := func() netip.AddrPort {
+		rt.Outbound <- udpPacket(t, "10.2.0.2", "10.1.0.2", 10, false)
+		select {
+		case to := <-sentTo:
+			return to
+		case <-time.After(2 * time.Second):
+			t.Fatal("nothing sent")
+			return netip.AddrPort{}
+		}
+	}
+	go deliver(seal(1), "198.18.0.1:4500")
+	recv(t, rt.Inbound)
+	if to := reply(); to != netip.MustParseAddrPort("198.18.0.1:4500") {
+		t.Fatalf("reply went to %v", to)
+	}
+	// Forged: right SPI, bad ICV, from elsewhere: must not move the peer.
+	forged := seal(2)
+	forged[len(forged)-1] ^= 1
+	deliver(forged, "203.0.113.9:1234")
+	waitDrop(t, right, DropAuthFailed, 1)
+	if to := reply(); to != netip.MustParseAddrPort("198.18.0.1:4500") {
+		t.Fatalf("an unauthenticated packet moved the peer to %v", to)
+	}
+	// Authentic, through a NAT mapping: the peer moves.
+	go deliver(seal(3), "198.18.0.77:21000")
+	recv(t, rt.Inbound)
+	if to := reply(); to != netip.MustParseAddrPort("198.18.0.77:21000") {
+		t.Fatalf("reply after the NAT moved went to %v", to)
 	}
 }

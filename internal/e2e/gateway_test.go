@@ -92,6 +92,7 @@ type suite struct {
 	integ    string // "" for AEAD
 	encap    bool
 	outer6   bool // IPv6 between the gateways
+	nat      bool // a NAT in front of gl (netns.WithNAT); needs encap
 	// keys: left→right and right→left, hex without 0x
 	encKeyLR, encKeyRL     string
 	integKeyLR, integKeyRL string
@@ -104,16 +105,26 @@ const (
 	spiRL = 0x2001
 )
 
-func (s suite) config(dir string, left bool) string {
+func (s suite) config(topo *netns.Topology, dir string, left bool) string {
 	local, remote := netns.WanGL4, netns.WanGR4
 	if s.outer6 {
 		local, remote = netns.WanGL6, netns.WanGR6
+	}
+	if left {
+		// gl's own address: behind the NAT it is not the one gr sees.
+		local = topo.GLWan4
+		if s.outer6 {
+			local = topo.GLWan6
+		}
 	}
 	lts, rts := `["10.1.0.0/24", "fd00:1::/64"]`, `["10.2.0.0/24", "fd00:2::/64"]`
 	outSPI, inSPI := spiLR, spiRL
 	outEnc, inEnc, outInteg, inInteg := s.encKeyLR, s.encKeyRL, s.integKeyLR, s.integKeyRL
 	if !left {
-		local, remote, lts, rts = remote, local, rts, lts
+		local, remote, lts, rts = netns.WanGR4, netns.WanGL4, rts, lts
+		if s.outer6 {
+			local, remote = netns.WanGR6, netns.WanGL6
+		}
 		outSPI, inSPI = inSPI, outSPI
 		outEnc, inEnc, outInteg, inInteg = inEnc, outEnc, inInteg, outInteg
 	}
@@ -172,7 +183,11 @@ type lab struct {
 func startLab(t *testing.T, prefix string, s suite, prep func(*netns.Topology)) *lab {
 	t.Helper()
 	bin := isleBinary(t)
-	topo := netns.NewTopology(t, prefix)
+	var opts []netns.Option
+	if s.nat {
+		opts = append(opts, netns.WithNAT())
+	}
+	topo := netns.NewTopology(t, prefix, opts...)
 	if prep != nil {
 		prep(topo)
 	}
@@ -184,7 +199,7 @@ func startLab(t *testing.T, prefix string, s suite, prep func(*netns.Topology)) 
 			side, node = "right", netns.GR
 		}
 		cfg := filepath.Join(dir, side+".toml")
-		if err := os.WriteFile(cfg, []byte(s.config(dir, left)), 0o600); err != nil {
+		if err := os.WriteFile(cfg, []byte(s.config(topo, dir, left)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		g := &gw{stats: filepath.Join(dir, side+"-stats.json")}
@@ -690,5 +705,25 @@ func TestShutdown(t *testing.T) {
 		if strings.Contains(strings.ToLower(log), k[:16]) {
 			t.Errorf("a key appears in the log")
 		}
+	}
+}
+
+// TestManualTunnelNAT: ESP in UDP from behind a NAT that rewrites gl's
+// address and source port. gr learns the mapped address:port from gl's
+// authenticated packets and answers there.
+func TestManualTunnelNAT(t *testing.T) {
+	needLab(t)
+	s := suites[2] // ESP-in-UDP, AES-GCM
+	s.nat = true
+	l := startLab(t, "dp13", s, nil)
+	if err := l.topo.Ping(netns.HL, netns.HR4, 3); err != nil {
+		t.Fatalf("ping through the NAT: %v", err)
+	}
+	if _, err := l.topo.TCPTransfer(netns.HR, netns.HL, netns.HL4, 1<<20); err != nil {
+		t.Fatalf("TCP hr → hl through the NAT: %v", err)
+	}
+	log := l.right.proc.Log()
+	if !strings.Contains(log, `"msg":"peer moved"`) || !strings.Contains(log, `"to":"198.18.0.1:`) {
+		t.Errorf("gr did not follow the NAT mapping:\n%s", log)
 	}
 }
