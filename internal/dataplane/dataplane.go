@@ -280,7 +280,7 @@ func (d *Dataplane) AddChild(c Child) error {
 		return fmt.Errorf("dataplane: child %q: no raw socket for %v over IPv%d", c.Name, c.Out.Protocol(), 4+2*fam)
 	}
 	ch := &child{Child: c, policy: pol}
-	dst := newOuterDst(c.Out.Remote(), d.cfg.NATTPort)
+	dst := newOuterDst(c.Out.Remote(), c.Out.Local().Addr(), d.cfg.NATTPort)
 	ch.peer.Store(&dst)
 	outerMTU := d.cfg.OuterMTU
 	if outerMTU == 0 {

@@ -143,13 +143,13 @@ func (o *outPath) sealSend(c *child, buf []byte, n int) {
 	if d.sendHook != nil {
 		err = d.sendHook(c, out)
 	} else if s.Encap() {
-		_, err = d.udp.WriteToUDPAddrPort(out, dst.udp)
+		_, _, err = d.udp.WriteMsgUDPAddrPort(out, dst.oob, dst.udp)
 	} else {
 		fam := 0
 		if dst.udp.Addr().Is6() {
 			fam = 1
 		}
-		err = o.writers[protoIndex(s.Protocol())][fam].send(out, dst.sa)
+		err = o.writers[protoIndex(s.Protocol())][fam].send(out, dst, s.Protocol() == sa.ProtoESP)
 	}
 	if err != nil {
 		d.drop(DropSendError)
@@ -386,7 +386,7 @@ func (in *inbound) deliver(c *child, buf, inner []byte) {
 // arrived from there, so the peer (or the NAT in front of it) moved.
 func (d *Dataplane) movePeer(c *child, from netip.AddrPort) {
 	old := c.peer.Load()
-	dst := newOuterDst(from, d.cfg.NATTPort)
+	dst := newOuterDst(from, c.Out.Local().Addr(), d.cfg.NATTPort)
 	if !c.peer.CompareAndSwap(old, &dst) {
 		return
 	}

@@ -95,9 +95,13 @@ func setBuffers(fd int) {
 type outerDst struct {
 	udp netip.AddrPort
 	sa  unix.Sockaddr
+	// oob is a PKTINFO control message that makes the kernel send from
+	// the SA's local address (local_addr) rather than whichever address
+	// the route prefers; empty when the SA has none.
+	oob []byte
 }
 
-func newOuterDst(remote netip.AddrPort, nattPort int) outerDst {
+func newOuterDst(remote netip.AddrPort, local netip.Addr, nattPort int) outerDst {
 	a := remote.Addr().Unmap()
 	port := remote.Port()
 	if port == 0 {
@@ -109,6 +113,14 @@ func newOuterDst(remote netip.AddrPort, nattPort int) outerDst {
 	} else {
 		d.sa = &unix.SockaddrInet6{Addr: a.As16()}
 	}
+	local = local.Unmap()
+	if local.IsValid() && !local.IsUnspecified() && local.Is4() == a.Is4() {
+		if a.Is4() {
+			d.oob = unix.PktInfo4(&unix.Inet4Pktinfo{Spec_dst: local.As4()})
+		} else {
+			d.oob = unix.PktInfo6(&unix.Inet6Pktinfo{Addr: local.As16()})
+		}
+	}
 	return d
 }
 
@@ -118,21 +130,31 @@ type rawWriter struct {
 	sock *rawSocket
 	fn   func(fd uintptr) bool
 	pkt  []byte
+	oob  []byte
 	to   unix.Sockaddr
 	err  error
 }
 
 func (w *rawWriter) write(fd uintptr) bool {
-	w.err = unix.Sendto(int(fd), w.pkt, 0, w.to)
+	if len(w.oob) == 0 {
+		w.err = unix.Sendto(int(fd), w.pkt, 0, w.to)
+	} else {
+		_, w.err = unix.SendmsgN(int(fd), w.pkt, w.oob, w.to, 0)
+	}
 	return w.err != unix.EAGAIN
 }
 
-func (w *rawWriter) send(pkt []byte, to unix.Sockaddr) error {
-	w.pkt, w.to = pkt, to
+// send sends pkt to dst; a header-included socket (AH) carries its source
+// in the packet and gets no PKTINFO.
+func (w *rawWriter) send(pkt []byte, dst *outerDst, withSource bool) error {
+	w.pkt, w.to, w.oob = pkt, dst.sa, nil
+	if withSource {
+		w.oob = dst.oob
+	}
 	if err := w.sock.rc.Write(w.fn); err != nil {
 		return err
 	}
-	w.pkt, w.to = nil, nil
+	w.pkt, w.to, w.oob = nil, nil, nil
 	return w.err
 }
 

@@ -93,6 +93,9 @@ type suite struct {
 	encap    bool
 	outer6   bool // IPv6 between the gateways
 	nat      bool // a NAT in front of gl (netns.WithNAT); needs encap
+	// leftAddr, when set, is gl's outer address instead of its main WAN
+	// address (a secondary address the test adds).
+	leftAddr string
 	// keys: left→right and right→left, hex without 0x
 	encKeyLR, encKeyRL     string
 	integKeyLR, integKeyRL string
@@ -116,6 +119,9 @@ func (s suite) config(topo *netns.Topology, dir string, left bool) string {
 		if s.outer6 {
 			local = topo.GLWan6
 		}
+		if s.leftAddr != "" {
+			local = s.leftAddr
+		}
 	}
 	lts, rts := `["10.1.0.0/24", "fd00:1::/64"]`, `["10.2.0.0/24", "fd00:2::/64"]`
 	outSPI, inSPI := spiLR, spiRL
@@ -124,6 +130,9 @@ func (s suite) config(topo *netns.Topology, dir string, left bool) string {
 		local, remote, lts, rts = netns.WanGR4, netns.WanGL4, rts, lts
 		if s.outer6 {
 			local, remote = netns.WanGR6, netns.WanGL6
+		}
+		if s.leftAddr != "" {
+			remote = s.leftAddr
 		}
 		outSPI, inSPI = inSPI, outSPI
 		outEnc, inEnc, outInteg, inInteg = inEnc, outEnc, inInteg, outInteg
@@ -725,5 +734,66 @@ func TestManualTunnelNAT(t *testing.T) {
 	log := l.right.proc.Log()
 	if !strings.Contains(log, `"msg":"peer moved"`) || !strings.Contains(log, `"to":"198.18.0.1:`) {
 		t.Errorf("gr did not follow the NAT mapping:\n%s", log)
+	}
+}
+
+// TestManualTunnelLocalAddr: gl sends from its configured local_addr, a
+// secondary address of its WAN interface, not from the address the route
+// would pick (the main one).
+func TestManualTunnelLocalAddr(t *testing.T) {
+	needLab(t)
+	for i, tc := range []struct {
+		s    suite
+		addr string
+	}{
+		{suites[0], "198.18.0.11"},
+		{suites[2], "198.18.0.11"},
+		{suites[4], "2001:db8:18::11"},
+	} {
+		t.Run(tc.s.name, func(t *testing.T) {
+			s := tc.s
+			s.leftAddr = tc.addr
+			l := startLab(t, fmt.Sprintf("dp%d", 14+i), s, func(topo *netns.Topology) {
+				bits := "24"
+				if strings.Contains(tc.addr, ":") {
+					bits = "64"
+				}
+				topo.MustRun(netns.GL, "ip", "addr", "add", tc.addr+"/"+bits, "dev", topo.WANIface(netns.GL), "nodad")
+			})
+			filter := "esp"
+			if s.encap {
+				filter = "udp port 4500"
+			}
+			capt, err := l.topo.Capture(netns.GR, l.topo.WANIface(netns.GR), filter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.topo.Ping(netns.HL, netns.HR4, 2); err != nil {
+				t.Fatal(err)
+			}
+			pcap, err := capt.Stop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := netip.MustParseAddr(tc.addr).AsSlice()
+			var fromGL int
+			for _, p := range readPcap(t, pcap) {
+				src, dst := p[12:16], p[16:20]
+				if p[0]>>4 == 6 {
+					src, dst = p[8:24], p[24:40]
+				}
+				if bytes.Equal(dst, want) {
+					continue // gr's packets to gl
+				}
+				fromGL++
+				if !bytes.Equal(src, want) {
+					got, _ := netip.AddrFromSlice(src)
+					t.Errorf("gl sent from %v, want %s", got, tc.addr)
+				}
+			}
+			if fromGL < 2 {
+				t.Fatalf("captured %d packets from gl", fromGL)
+			}
+		})
 	}
 }
