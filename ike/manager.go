@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sync"
@@ -52,6 +53,11 @@ type ManagerConfig struct {
 	// (4s, base 1.8, 5 tries); after the last the peer is dead.
 	RetransmitTimeout time.Duration
 	RetransmitTries   int
+	// Jitter returns a random duration in [0, d) by which a rekey of
+	// interval d is brought forward, so that two peers with the same
+	// lifetimes do not both rekey at once (strongSwan's rand_time); nil
+	// means up to a tenth of the interval, from math/rand.
+	Jitter func(d time.Duration) time.Duration
 }
 
 // managed is one IKE SA under the manager's care.
@@ -110,6 +116,14 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	}
 	if cfg.RetransmitTries == 0 {
 		cfg.RetransmitTries = 5
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = func(d time.Duration) time.Duration {
+			if d < 10 {
+				return 0
+			}
+			return time.Duration(rand.Int64N(int64(d / 10)))
+		}
 	}
 	log := cfg.Log
 	if log == nil {
@@ -320,7 +334,7 @@ func (m *Manager) after(ms *managed) {
 			m.log.Info("ike: IKE SA established", "peer", ms.peer.Name, "proposal", s.Proposal())
 		}
 		if ms.rekeyT == nil && ms.peer.RekeyTime > 0 {
-			ms.rekeyT = m.cfg.AfterFunc(ms.peer.RekeyTime, func() { m.timer(ms, func() error { return ms.sa.Rekey() }) })
+			ms.rekeyT = m.cfg.AfterFunc(m.rekeyDelay(ms.peer.RekeyTime), func() { m.timer(ms, func() error { return ms.sa.Rekey() }) })
 		}
 		m.armDPD(ms)
 	}
@@ -408,7 +422,7 @@ func (m *Manager) childEvent(ms *managed, ev ChildEvent) {
 	case ChildUp:
 		if d := ms.peer.ChildRekeyTime[ev.Child.Name]; d > 0 {
 			c := ev.Child
-			ms.childT[c] = m.cfg.AfterFunc(d, func() {
+			ms.childT[c] = m.cfg.AfterFunc(m.rekeyDelay(d), func() {
 				m.mu.Lock()
 				defer m.mu.Unlock()
 				cur := m.current(ms) // the CHILD_SA may have moved by an IKE SA rekey
@@ -430,6 +444,15 @@ func (m *Manager) childEvent(ms *managed, ev ChildEvent) {
 	if m.cfg.OnChild != nil {
 		m.cfg.OnChild(ms.peer.Name, ev)
 	}
+}
+
+// rekeyDelay is a rekey interval brought forward by the jitter.
+func (m *Manager) rekeyDelay(d time.Duration) time.Duration {
+	j := m.cfg.Jitter(d)
+	if j < 0 || j >= d {
+		j = 0
+	}
+	return d - j
 }
 
 // current follows rekeys to the IKE SA that now carries ms's CHILD_SAs.

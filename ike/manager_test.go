@@ -164,11 +164,14 @@ func newTestbed(t *testing.T, tweak func(pa, pb *Peer)) *testbed {
 	}
 	tb := &testbed{clock: &fakeClock{}, net: &net2{members: map[netip.Addr]*Manager{}}, la: &childLog{}, lb: &childLog{}}
 	var err error
-	tb.a, err = NewManager(ManagerConfig{Peers: []Peer{pa}, Send: tb.net.sender(addrA), OnChild: tb.la.record, AfterFunc: tb.clock.AfterFunc})
+	// Fixed jitters, different per side as random ones would be.
+	tb.a, err = NewManager(ManagerConfig{Peers: []Peer{pa}, Send: tb.net.sender(addrA), OnChild: tb.la.record, AfterFunc: tb.clock.AfterFunc,
+		Jitter: func(d time.Duration) time.Duration { return d / 20 }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb.b, err = NewManager(ManagerConfig{Peers: []Peer{pb}, Send: tb.net.sender(addrB), OnChild: tb.lb.record, AfterFunc: tb.clock.AfterFunc})
+	tb.b, err = NewManager(ManagerConfig{Peers: []Peer{pb}, Send: tb.net.sender(addrB), OnChild: tb.lb.record, AfterFunc: tb.clock.AfterFunc,
+		Jitter: func(d time.Duration) time.Duration { return d / 15 }})
 	if err != nil {
 		t.Fatal(err)
 	}
