@@ -405,6 +405,21 @@ func (d *Dataplane) Stats() Stats {
 
 func (d *Dataplane) drop(r Drop) { d.ctr.drops[r].Add(1) }
 
+// SendIKE sends an IKE message from the NAT-T port to `to`, behind the
+// non-ESP marker (RFC 3948 §2.2), so that IKE and ESP in UDP share the
+// socket and the peer's NAT mapping.
+func (d *Dataplane) SendIKE(to netip.AddrPort, msg []byte) error {
+	if d.udp == nil {
+		return errors.New("dataplane: no NAT-T socket")
+	}
+	b := make([]byte, 4+len(msg))
+	copy(b[4:], msg)
+	if _, err := d.udp.WriteToUDPAddrPort(b, to); err != nil {
+		return fmt.Errorf("dataplane: sending IKE to %v: %w", to, err)
+	}
+	return nil
+}
+
 func setSockoptInt(c *net.UDPConn, level, opt, value int) error {
 	rc, err := c.SyscallConn()
 	if err != nil {

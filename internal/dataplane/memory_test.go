@@ -640,3 +640,91 @@ func TestMemoryPeerMoves(t *testing.T) {
 		t.Fatalf("reply after the NAT moved went to %v", to)
 	}
 }
+
+// TestUDPLoopback runs the real NAT-T socket path (no root needed): two
+// dataplanes on 127.0.0.1 carry ESP in UDP to each other, IKE behind the
+// non-ESP marker goes to the IKE handler, keepalives are counted and
+// dropped.
+func TestUDPLoopback(t *testing.T) {
+	type got struct {
+		msg  string
+		from netip.AddrPort
+	}
+	ike := make(chan got, 1)
+	mk := func(dev tun.Device) *Dataplane {
+		d := newDataplane(Config{MTU: 1400, OuterMTU: 1500, Logger: quiet(),
+			IKE: func(pkt []byte, from netip.AddrPort) { ike <- got{string(pkt), from} }}, dev, nil)
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.udp = c
+		d.wg.Add(2)
+		go d.udpLoop()
+		go d.tunLoop()
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	lt, rt := tuntest.NewChannelTUN(), tuntest.NewChannelTUN()
+	left, right := mk(lt.TUN()), mk(rt.TUN())
+	la := left.udp.LocalAddr().(*net.UDPAddr).AddrPort()
+	ra := right.udp.LocalAddr().(*net.UDPAddr).AddrPort()
+	k := suites["aes-gcm-128"]
+	mkSA := func(spi uint32, inbound bool, local, remote netip.AddrPort, seed byte) *sa.SA {
+		s, err := sa.New(sa.Config{SPI: spi, Protocol: sa.ProtoESP, Mode: sa.ModeTunnel, Inbound: inbound,
+			Enc: k.enc, EncKey: key(k.encLen, seed), Encap: true, ReplayWindow: 64, Local: local, Remote: remote})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	lc := Child{Name: "u", Local: sels(t, "10.1.0.0/24"), Remote: sels(t, "10.2.0.0/24"),
+		Out: mkSA(0x1001, false, la, ra, 1), In: mkSA(0x2001, true, la, ra, 2)}
+	rc := Child{Name: "u", Local: lc.Remote, Remote: lc.Local,
+		Out: mkSA(0x2001, false, ra, la, 2), In: mkSA(0x1001, true, ra, la, 1)}
+	if err := left.AddChild(lc); err != nil {
+		t.Fatal(err)
+	}
+	if err := right.AddChild(rc); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		from, to *tuntest.ChannelTUN
+		src, dst string
+	}{{lt, rt, "10.1.0.2", "10.2.0.2"}, {rt, lt, "10.2.0.2", "10.1.0.2"}} {
+		pkt := udpPacket(t, tc.src, tc.dst, 500, false)
+		tc.from.Outbound <- pkt
+		if got := recv(t, tc.to.Inbound); !bytes.Equal(got, pkt) {
+			t.Fatalf("%s → %s over UDP: packet changed", tc.src, tc.dst)
+		}
+	}
+
+	if err := left.SendIKE(ra, []byte("IKE_SA_INIT")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case g := <-ike:
+		if g.msg != "IKE_SA_INIT" || g.from != la {
+			t.Fatalf("IKE handler got %q from %v", g.msg, g.from)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("IKE message not handed over")
+	}
+
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(ra))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte{0xff})
+	c.Write([]byte{0, 0, 1})
+	deadline := time.Now().Add(2 * time.Second)
+	for right.Stats().Keepalives != 1 || right.Stats().Drops["malformed"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("keepalives %d, malformed %d", right.Stats().Keepalives, right.Stats().Drops["malformed"])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	expectNothing(t, rt.Inbound)
+}
