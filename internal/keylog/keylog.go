@@ -133,6 +133,26 @@ func (w *Writer) AddESP(e ESP) error {
 	return w.writeESP()
 }
 
+// AddSA writes the keys of the SA that c configures (as the gateway
+// passes it to sa.New, with the outer addresses set). AH SAs are skipped:
+// Wireshark needs no keys to read AH.
+func (w *Writer) AddSA(c sa.Config) error {
+	e, ok := ESPOf(c)
+	if !ok {
+		return nil
+	}
+	return w.AddESP(e)
+}
+
+// RemoveSA forgets the SA that c configures.
+func (w *Writer) RemoveSA(c sa.Config) error {
+	e, ok := ESPOf(c)
+	if !ok {
+		return nil
+	}
+	return w.RemoveESP(e.Dst, e.SPI)
+}
+
 // RemoveESP forgets the SA with this destination and SPI.
 func (w *Writer) RemoveESP(dst netip.Addr, spi uint32) error {
 	k := espKey{dst.Unmap(), spi}
@@ -156,6 +176,23 @@ func (w *Writer) AddIKE(k IKE) error {
 	line := fmt.Sprintf(`%016x,%016x,%x,%x,"%s",%x,%x,"%s"`,
 		k.SPIi, k.SPIr, k.SKei, k.SKer, enc, k.SKai, k.SKar, integ)
 	key := [2]uint64{k.SPIi, k.SPIr}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.ike[key]; !ok {
+		w.ikeOrder = append(w.ikeOrder, key)
+	}
+	w.ike[key] = line
+	return w.writeIKE()
+}
+
+// AddIKELine writes a line the negotiator formatted already
+// (ike.IKESA.KeyLogLine); it must start with the two SPIs as 16 hex
+// digits each, as every line of the table does.
+func (w *Writer) AddIKELine(spii, spir uint64, line string) error {
+	if prefix := fmt.Sprintf("%016x,%016x,", spii, spir); !strings.HasPrefix(line, prefix) || strings.ContainsAny(line, "\r\n") {
+		return fmt.Errorf("keylog: not an ikev2_decryption_table line for SPIs %016x/%016x", spii, spir)
+	}
+	key := [2]uint64{spii, spir}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := w.ike[key]; !ok {

@@ -122,6 +122,52 @@ func TestFiles(t *testing.T) {
 	}
 }
 
+func TestSAConfigAndLines(t *testing.T) {
+	w, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := sa.Config{SPI: 0xc1a2b3d4, Protocol: sa.ProtoESP, Inbound: true, Enc: sa.EncAESGCM16, EncKey: key(0, 20),
+		Local: netip.AddrPortFrom(gwA, 4500), Remote: netip.AddrPortFrom(gwB, 4500)}
+	out := in
+	out.SPI, out.Inbound = 0xc5a6b7d8, false
+	ah := sa.Config{SPI: 0x3001, Protocol: sa.ProtoAH, Integ: sa.IntegHMACSHA256128, IntegKey: key(0, 32),
+		Local: netip.AddrPortFrom(gwA, 0), Remote: netip.AddrPortFrom(gwB, 0)}
+	for _, c := range []sa.Config{in, out, ah} {
+		if err := w.AddSA(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := read(t, filepath.Join(w.Dir(), ESPFile))
+	// The peer sends with the inbound SA: from gwB to gwA.
+	if !strings.Contains(got, `"IPv4","198.18.0.2","198.18.0.1","0xc1a2b3d4"`) || !strings.Contains(got, `"IPv4","198.18.0.1","198.18.0.2","0xc5a6b7d8"`) ||
+		strings.Count(got, "\n") != 3 {
+		t.Errorf("esp_sa:\n%s", got)
+	}
+	w.RemoveSA(in)
+	w.RemoveSA(ah)
+	if got := read(t, filepath.Join(w.Dir(), ESPFile)); strings.Contains(got, "c1a2b3d4") || !strings.Contains(got, "c5a6b7d8") {
+		t.Errorf("after RemoveSA:\n%s", got)
+	}
+
+	line := `0000000000000001,0000000000000002,00,01,"AES-GCM-128 with 16 octet ICV [RFC5282]",,,"NONE [RFC4306]"`
+	if err := w.AddIKELine(1, 2, line); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, filepath.Join(w.Dir(), IKEFile)); got != header+line+"\n" {
+		t.Errorf("ikev2_decryption_table: %q", got)
+	}
+	for _, bad := range []string{line + "\n0000000000000003,", "0000000000000001,0000000000000003,00", ""} {
+		if err := w.AddIKELine(1, 2, bad); err == nil {
+			t.Errorf("AddIKELine(%q) accepted it", bad)
+		}
+	}
+	w.RemoveIKE(1, 2)
+	if got := read(t, filepath.Join(w.Dir(), IKEFile)); got != header {
+		t.Errorf("after RemoveIKE: %q", got)
+	}
+}
+
 func TestUnsupported(t *testing.T) {
 	w, err := Open(t.TempDir())
 	if err != nil {
