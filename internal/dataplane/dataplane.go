@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -81,6 +82,7 @@ type child struct {
 	// will do the same with its own messages, RFC 7296 §2.23).
 	peer     atomic.Pointer[outerDst]
 	prefixes []netip.Prefix // remote prefixes routed into the TUN
+	older    []uint32       // inbound SPIs of the children this one replaced, still in the SAD
 }
 
 // Dataplane is a running data path. Its methods are safe for concurrent use.
@@ -248,9 +250,11 @@ func (d *Dataplane) Close() error {
 
 // AddChild installs an SA pair: inbound SPI into the SAD, selectors into
 // the SPD, and routes for the remote selectors through the TUN device. A
-// child of the same name is replaced (make-before-break: the new outbound
-// SA is used from the moment the call returns; the old inbound SPI stays
-// until RemoveChild or the next AddChild of that name).
+// child of the same name is replaced make-before-break, as a CHILD_SA
+// rekey needs: the new outbound SA is used from the moment the call
+// returns, while the old inbound SPI keeps accepting the peer's packets in
+// flight until RetireSPI (the negotiator deleted the old SA) or
+// RemoveChild.
 func (d *Dataplane) AddChild(c Child) error {
 	if c.Out == nil || c.In == nil {
 		return fmt.Errorf("dataplane: child %q needs an inbound and an outbound SA", c.Name)
@@ -315,8 +319,12 @@ func (d *Dataplane) AddChild(c Child) error {
 	d.sad.Store(&next)
 	d.spd.Install(c.Name, pol, ch)
 	d.children[c.Name] = ch
-	if old != nil && old.In.SPI() != c.In.SPI() {
-		d.dropSPI(old.In.SPI())
+	if old != nil {
+		ch.older = old.older
+		if old.In.SPI() != c.In.SPI() {
+			ch.older = append(ch.older, old.In.SPI())
+		}
+		d.unroute(old) // only what the new child does not route too
 	}
 	d.log.Info("child SA installed", "child", c.Name, "protocol", c.Out.Protocol().String(),
 		"spi_in", fmt.Sprintf("%08x", c.In.SPI()), "spi_out", fmt.Sprintf("%08x", c.Out.SPI()),
@@ -335,6 +343,9 @@ func (d *Dataplane) RemoveChild(name string) bool {
 	}
 	d.spd.Remove(name)
 	d.dropSPI(c.In.SPI())
+	for _, spi := range c.older {
+		d.dropSPI(spi)
+	}
 	delete(d.children, name)
 	d.unroute(c)
 	d.log.Info("child SA removed", "child", name)
@@ -352,6 +363,23 @@ func checkNoLoop(peer netip.Addr, pol *policy.Policy) error {
 		}
 	}
 	return nil
+}
+
+// RetireSPI removes an inbound SPI that a replacing AddChild left in
+// place. It refuses (false) the inbound SPI of a current child.
+func (d *Dataplane) RetireSPI(spi uint32) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := (*d.sad.Load())[spi]
+	if !ok || d.children[c.Name] == c {
+		return false
+	}
+	d.dropSPI(spi)
+	if cur := d.children[c.Name]; cur != nil {
+		cur.older = slices.DeleteFunc(cur.older, func(s uint32) bool { return s == spi })
+	}
+	d.log.Info("old inbound SA retired", "child", c.Name, "spi_in", fmt.Sprintf("%08x", spi))
+	return true
 }
 
 func (d *Dataplane) dropSPI(spi uint32) {

@@ -728,3 +728,57 @@ func TestUDPLoopback(t *testing.T) {
 	}
 	expectNothing(t, rt.Inbound)
 }
+
+// TestMemoryRekey: replacing a child make-before-break keeps the old
+// inbound SA accepting the peer's packets until it is retired.
+func TestMemoryRekey(t *testing.T) {
+	lt, rt := tuntest.NewChannelTUN(), tuntest.NewChannelTUN()
+	left, right := newMemory(t, lt.TUN(), 1500), newMemory(t, rt.TUN(), 1500)
+	connect(left, right, nil)
+	connect(right, left, nil)
+	k := suites["aes-gcm-128"]
+	lc, _ := pair(t, left, right, k)
+
+	// Right rekeys first: new inbound SPI 0x1002 (new keys), new outbound.
+	l4, r4 := "198.18.0.1:0", "198.18.0.2:0"
+	newRC := Child{Name: "lab", Local: lc.Remote, Remote: lc.Local,
+		Out: mkSA(t, k, 0x2002, false, r4, l4, 4), In: mkSA(t, k, 0x1002, true, r4, l4, 3)}
+	if err := right.AddChild(newRC); err != nil {
+		t.Fatal(err)
+	}
+	// Left still sends with the old SA (0x1001): still accepted.
+	pkt := udpPacket(t, "10.1.0.2", "10.2.0.2", 40, false)
+	lt.Outbound <- pkt
+	if got := recv(t, rt.Inbound); !bytes.Equal(got, pkt) {
+		t.Fatal("packet on the old SA not accepted during the rekey")
+	}
+	// Left switches to the new SA.
+	newLC := Child{Name: "lab", Local: lc.Local, Remote: lc.Remote,
+		Out: mkSA(t, k, 0x1002, false, l4, r4, 3), In: mkSA(t, k, 0x2002, true, l4, r4, 4)}
+	if err := left.AddChild(newLC); err != nil {
+		t.Fatal(err)
+	}
+	lt.Outbound <- pkt
+	if got := recv(t, rt.Inbound); !bytes.Equal(got, pkt) {
+		t.Fatal("packet on the new SA not accepted")
+	}
+	if right.RetireSPI(0x1002) {
+		t.Fatal("retired the current inbound SPI")
+	}
+	if !right.RetireSPI(0x1001) || right.RetireSPI(0x1001) {
+		t.Fatal("RetireSPI of the old SPI must succeed once")
+	}
+	// A late packet on the old SA now has no SA.
+	buf := make([]byte, bufSize)
+	copy(buf[headroom:], pkt)
+	seq, _ := lc.Out.NextSeq()
+	outer, err := esp.Seal(lc.Out, seq, buf, headroom, len(pkt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newInbound(right).esp(buf, outer, netip.AddrPort{})
+	waitDrop(t, right, DropUnknownSPI, 1)
+	if st := right.Stats(); len(st.Children) != 1 || st.Children[0].SPIIn != 0x1002 {
+		t.Fatalf("children after rekey: %+v", st.Children)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -133,15 +134,14 @@ func (d *Dataplane) unroute(c *child) {
 	}
 	local := c.policy.Local()
 	for _, p := range c.prefixes {
-		if d.routeStillUsed(c, p) {
-			continue
-		}
-		r := &netlink.Route{LinkIndex: d.link.index, Dst: prefixNet(p), Scope: netlink.SCOPE_LINK}
-		if err := netlink.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENODEV) {
-			d.log.Warn("removing route", "dst", p.String(), "err", err)
+		if !d.stillUsed(c, p, netip.Prefix{}) {
+			r := &netlink.Route{LinkIndex: d.link.index, Dst: prefixNet(p), Scope: netlink.SCOPE_LINK}
+			if err := netlink.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENODEV) {
+				d.log.Warn("removing route", "dst", p.String(), "err", err)
+			}
 		}
 		for _, l := range local {
-			if l.Addr().Is4() != p.Addr().Is4() {
+			if l.Addr().Is4() != p.Addr().Is4() || d.stillUsed(c, p, l) {
 				continue
 			}
 			for _, r := range protectRules(d.link.name, p, l) {
@@ -154,17 +154,19 @@ func (d *Dataplane) unroute(c *child) {
 	c.prefixes = nil
 }
 
-// routeStillUsed reports whether another installed child routes p; called
-// with d.mu held.
-func (d *Dataplane) routeStillUsed(c *child, p netip.Prefix) bool {
+// stillUsed reports whether an installed child other than c routes the
+// remote prefix p (and, when local is valid, protects p towards local);
+// called with d.mu held. After Close nothing is in use.
+func (d *Dataplane) stillUsed(c *child, p, local netip.Prefix) bool {
+	if d.closed.Load() {
+		return false
+	}
 	for _, o := range d.children {
-		if o == c || d.closed.Load() {
+		if o == c || !slices.Contains(o.prefixes, p) {
 			continue
 		}
-		for _, q := range o.prefixes {
-			if q == p {
-				return true
-			}
+		if !local.IsValid() || slices.Contains(o.policy.Local(), local) {
+			return true
 		}
 	}
 	return false
