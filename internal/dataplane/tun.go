@@ -54,6 +54,10 @@ func configureTUN(name string, mtu int) (*tunLink, error) {
 	if err := netlink.LinkSetMTU(l, mtu); err != nil {
 		return nil, fmt.Errorf("set MTU: %w", err)
 	}
+	// No IPv6 link-local address: the device would otherwise send router
+	// solicitations and MLD reports into the tunnel, which no policy
+	// covers. Hosts without IPv6 refuse this; that is fine.
+	_ = netlink.LinkSetIP6AddrGenMode(l, 1 /* IN6_ADDR_GEN_MODE_NONE */)
 	if err := netlink.LinkSetUp(l); err != nil {
 		return nil, fmt.Errorf("set up: %w", err)
 	}
