@@ -92,6 +92,7 @@ func (s *IKESA) verifyPeer(ps []message.Payload) error {
 		}
 	}
 	s.peerID = peer
+	s.peerInitialContact = findNotify(ps, message.InitialContact) != nil
 	if auth.Method != message.AuthSharedKeyMIC {
 		return fmt.Errorf("%w: method %v, expected %v", ErrAuthentication, auth.Method, message.AuthSharedKeyMIC)
 	}
@@ -111,6 +112,9 @@ func (s *IKESA) sendAuthRequest() error {
 	}
 	id := s.ownID()
 	ps := []message.Payload{id}
+	if s.cfg.InitialContact {
+		ps = append(ps, &message.Notify{NotifyType: message.InitialContact})
+	}
 	if !s.cfg.RemoteID.IsAny() { // name the responder we want (RFC 7296 §3.5)
 		ps = append(ps, &message.ID{Responder: true, IDType: s.cfg.RemoteID.Type, Data: s.cfg.RemoteID.Data})
 	}

@@ -88,6 +88,11 @@ type Config struct {
 	// use UDP encapsulation even without one (strongSwan's encap = yes).
 	ForceEncap bool
 
+	// InitialContact sends INITIAL_CONTACT in IKE_AUTH: we hold no other
+	// IKE SA with this peer, so it may drop any it still has (RFC 7296
+	// §3.10.1), as after a restart.
+	InitialContact bool
+
 	// Fragmentation enables IKE fragmentation (RFC 7383) when the peer
 	// supports it; messages longer than FragmentSize are split.
 	Fragmentation bool

@@ -100,8 +100,10 @@ type IKESA struct {
 	successor           *IKESA   // the IKE SA that replaced this one by a rekey
 	psk                 []byte   // the shared key used with this peer
 	peerID              Identity // the identity the peer proved
-	queue               []func() error
-	childSPI            uint32 // our inbound SPI for the CHILD_SA being created
+	// peerInitialContact: the peer's IKE_AUTH said this is its only IKE SA with us.
+	peerInitialContact bool
+	queue              []func() error
+	childSPI           uint32 // our inbound SPI for the CHILD_SA being created
 }
 
 // NewInitiator prepares an IKE SA that will start the negotiation.

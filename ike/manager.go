@@ -199,10 +199,18 @@ func (m *Manager) initiate(name string) error {
 	if cur := m.byPeer[name]; cur != nil && cur.sa.State() < StateFailed {
 		return nil // already up or coming up
 	}
+	// Holding no IKE SA with the peer, tell it to drop any it still has.
+	fresh := true
+	for _, x := range m.bySPI {
+		if x.peer == p && x.sa.State() == StateEstablished {
+			fresh = false
+		}
+	}
 	ms, err := m.newManaged(p, p.Remote, true)
 	if err != nil {
 		return err
 	}
+	ms.sa.cfg.InitialContact = fresh
 	if err := ms.sa.Start(); err != nil {
 		return err
 	}
@@ -326,6 +334,10 @@ func (m *Manager) after(ms *managed) {
 		}
 		return
 	case StateEstablished:
+		if s.peerInitialContact {
+			s.peerInitialContact = false
+			m.dropOthers(ms)
+		}
 		if m.byPeer[ms.peer.Name] != ms && s.Successor() == nil {
 			// A second IKE SA with the same peer (both sides initiated, or
 			// the peer restarted) becomes the current one; the other stays
@@ -493,6 +505,23 @@ func (m *Manager) ikeRekeyed(old *managed, n *IKESA) {
 	}
 	m.log.Info("ike: IKE SA rekeyed", "peer", old.peer.Name)
 	m.after(ms)
+}
+
+// dropOthers removes, without telling the peer, every other IKE SA with
+// the peer and identity of ms, after the peer's INITIAL_CONTACT: it has
+// restarted and forgotten them (RFC 7296 §3.10.1).
+func (m *Manager) dropOthers(ms *managed) {
+	for _, x := range m.bySPI {
+		if x == ms || x.peer != ms.peer || !x.sa.peerID.equal(ms.sa.peerID) || x.sa.State() != StateEstablished {
+			continue
+		}
+		m.log.Info("ike: peer restarted, dropping its old IKE SA", "peer", x.peer.Name)
+		for _, c := range x.sa.Children() {
+			x.sa.removeChild(c)
+		}
+		x.sa.state = StateDeleted
+		m.forget(x)
+	}
 }
 
 // forget drops an IKE SA from the tables and stops its timers.

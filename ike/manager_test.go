@@ -406,3 +406,40 @@ func TestManagerTerminateAndUnknownPeer(t *testing.T) {
 		t.Errorf("the stranger got %d answers", len(tb.net.sent)-sent-1)
 	}
 }
+
+// TestManagerPeerRestart: a peer that restarted initiates afresh with
+// INITIAL_CONTACT; we drop the IKE SA and CHILD_SAs it has forgotten.
+func TestManagerPeerRestart(t *testing.T) {
+	tb := newTestbed(t, nil)
+	if err := tb.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	tb.net.pump()
+	first, _ := tb.established(t)
+	// A restarts: a new manager on the same address, no memory.
+	a2, err := NewManager(tb.a.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a2.Close)
+	tb.a = a2
+	tb.net.members[addrA] = a2
+	if err := a2.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	tb.net.pump()
+	second, _ := tb.established(t)
+	if second.SPIi == first.SPIi {
+		t.Fatal("no new IKE SA")
+	}
+	if tb.lb.count("to-a:DOWN:net") != 1 || tb.lb.count("to-a:UP:net") != 2 {
+		t.Fatalf("B's events: %v", tb.lb.events)
+	}
+	b := tb.b
+	b.mu.Lock()
+	n := len(b.bySPI)
+	b.mu.Unlock()
+	if n != 1 {
+		t.Errorf("B holds %d IKE SAs", n)
+	}
+}
