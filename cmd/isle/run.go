@@ -18,7 +18,8 @@ import (
 // `isle status` exists.
 const statsFileEnv = "ISLE_STATS_FILE"
 
-// runGateway runs the gateway in the foreground until SIGINT or SIGTERM.
+// runGateway runs the gateway in the foreground until SIGINT or SIGTERM;
+// SIGHUP reloads the configuration and SIGUSR1 reports the counters.
 func runGateway(cfg *config.Config, path string) error {
 	log := newLogger(cfg.Gateway)
 	log.Info("starting", "config", path, "manual_sas", len(cfg.Manual), "connections", len(cfg.Connections))
@@ -31,12 +32,16 @@ func runGateway(cfg *config.Config, path string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	go func() {
-		for range usr1 {
-			reportStats(log, g)
+		for sig := range sigs {
+			if sig == syscall.SIGHUP {
+				reload(log, g, path)
+			} else {
+				reportStats(log, g)
+			}
 		}
 	}()
 	<-ctx.Done()
@@ -47,6 +52,21 @@ func runGateway(cfg *config.Config, path string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// reload re-reads the configuration file (SIGHUP). A file that does not
+// load changes nothing.
+func reload(log *slog.Logger, g *gateway.Gateway, path string) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		log.Error("reload: configuration not loaded, keeping the running one", "config", path, "err", err.Error())
+		return
+	}
+	if err := g.Reload(cfg); err != nil {
+		log.Error("reload", "err", err)
+		return
+	}
+	log.Info("reloaded", "config", path)
 }
 
 // reportStats logs the counters and, when ISLE_STATS_FILE is set, writes

@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -96,6 +97,7 @@ type suite struct {
 	// leftAddr, when set, is gl's outer address instead of its main WAN
 	// address (a secondary address the test adds).
 	leftAddr string
+	spiShift int // added to both SPIs (reload tests)
 	// keys: left→right and right→left, hex without 0x
 	encKeyLR, encKeyRL     string
 	integKeyLR, integKeyRL string
@@ -124,7 +126,7 @@ func (s suite) config(topo *netns.Topology, dir string, left bool) string {
 		}
 	}
 	lts, rts := `["10.1.0.0/24", "fd00:1::/64"]`, `["10.2.0.0/24", "fd00:2::/64"]`
-	outSPI, inSPI := spiLR, spiRL
+	outSPI, inSPI := spiLR+s.spiShift, spiRL+s.spiShift
 	outEnc, inEnc, outInteg, inInteg := s.encKeyLR, s.encKeyRL, s.integKeyLR, s.integKeyRL
 	if !left {
 		local, remote, lts, rts = netns.WanGR4, netns.WanGL4, rts, lts
@@ -177,12 +179,14 @@ replay_window = 64
 
 // gw is one running `isle run`.
 type gw struct {
-	proc  *netns.Process
-	stats string
+	proc   *netns.Process
+	stats  string
+	config string
 }
 
 type lab struct {
 	t           *testing.T
+	dir         string
 	topo        *netns.Topology
 	left, right *gw
 }
@@ -201,7 +205,7 @@ func startLab(t *testing.T, prefix string, s suite, prep func(*netns.Topology)) 
 		prep(topo)
 	}
 	dir := t.TempDir()
-	l := &lab{t: t, topo: topo}
+	l := &lab{t: t, topo: topo, dir: dir}
 	for _, left := range []bool{true, false} {
 		side, node := "left", netns.GL
 		if !left {
@@ -211,7 +215,7 @@ func startLab(t *testing.T, prefix string, s suite, prep func(*netns.Topology)) 
 		if err := os.WriteFile(cfg, []byte(s.config(topo, dir, left)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		g := &gw{stats: filepath.Join(dir, side+"-stats.json")}
+		g := &gw{stats: filepath.Join(dir, side+"-stats.json"), config: cfg}
 		cmd := topo.Command(node, bin, "run", "-c", cfg)
 		cmd.Env = append(os.Environ(), "ISLE_STATS_FILE="+g.stats)
 		p, err := netns.StartCommand(cmd, filepath.Join(topo.LogDir(), "isle-"+side+".log"))
@@ -250,6 +254,7 @@ type statsFile struct {
 	TooBigSent uint64
 	Children   []struct {
 		Name    string
+		SPIIn   uint32
 		In, Out struct {
 			Bytes, Packets uint64
 			Drops          map[string]uint64
@@ -795,5 +800,82 @@ func TestManualTunnelLocalAddr(t *testing.T) {
 				t.Fatalf("captured %d packets from gl", fromGL)
 			}
 		})
+	}
+}
+
+// TestReload: SIGHUP re-reads the file. New keys and SPIs on both sides
+// take over (the old SPIs are gone from the wire); a file that does not
+// load leaves the running SAs alone.
+func TestReload(t *testing.T) {
+	needLab(t)
+	s := suites[0]
+	l := startLab(t, "dp17", s, nil)
+	if err := l.topo.Ping(netns.HL, netns.HR4, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitLog := func(g *gw, msg string, n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for strings.Count(g.proc.Log(), msg) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s in the log:\n%s", msg, g.proc.Log())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// The same file again: nothing is replaced.
+	l.left.proc.Cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(l.left, `"msg":"reloaded"`, 1)
+	if strings.Contains(l.left.proc.Log(), "manual SA changed") {
+		t.Fatal("an unchanged manual SA was replaced")
+	}
+	// A broken file: rejected, nothing changes.
+	for _, g := range []*gw{l.left, l.right} {
+		if err := os.WriteFile(g.config, []byte("[gateway\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g.proc.Cmd.Process.Signal(syscall.SIGHUP)
+		waitLog(g, "configuration not loaded", 1)
+	}
+	if err := l.topo.Ping(netns.HL, netns.HR4, 1); err != nil {
+		t.Fatalf("after a rejected reload: %v", err)
+	}
+
+	s.spiShift = 0x100
+	s.encKeyLR, s.encKeyRL = gcmRL, gcmLR
+	for i, g := range []*gw{l.left, l.right} {
+		if err := os.WriteFile(g.config, []byte(s.config(l.topo, l.dir, i == 0)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g.proc.Cmd.Process.Signal(syscall.SIGHUP)
+		waitLog(g, "manual SA changed", 1)
+	}
+	capt, err := l.topo.Capture(netns.GR, l.topo.WANIface(netns.GR), "esp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.topo.Ping(netns.HL, netns.HR4, 3); err != nil {
+		t.Fatalf("after reloading new keys: %v", err)
+	}
+	pcap, err := capt.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts := readPcap(t, pcap)
+	if len(pkts) < 6 {
+		t.Fatalf("%d ESP packets", len(pkts))
+	}
+	for _, p := range pkts {
+		spi := binary.BigEndian.Uint32(p[ipHeaderLen(p):])
+		if spi != spiLR+0x100 && spi != spiRL+0x100 {
+			t.Fatalf("ESP with SPI %#x after the reload", spi)
+		}
+	}
+	st := l.stats(l.left)
+	if len(st.Children) != 1 || st.Children[0].SPIIn != spiRL+0x100 {
+		t.Fatalf("left children after reload: %+v", st.Children)
+	}
+	if !strings.Contains(l.left.proc.Log(), "manual SA changed") {
+		t.Error("reload did not report the changed SA")
 	}
 }

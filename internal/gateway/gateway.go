@@ -6,9 +6,12 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
+	"sync"
 
 	"github.com/isle-ipsec/isle/internal/config"
 	"github.com/isle-ipsec/isle/internal/dataplane"
@@ -17,10 +20,27 @@ import (
 
 // Gateway is a running isle.
 type Gateway struct {
-	cfg *config.Config
-	log *slog.Logger
-	dp  *dataplane.Dataplane
-	sas []*sa.SA
+	mu     sync.Mutex // serialises Reload and Close
+	cfg    *config.Config
+	log    *slog.Logger
+	dp     *dataplane.Dataplane
+	manual map[string]*manualState
+}
+
+// manualState is an installed [manual.NAME] pair and the table it came
+// from, so that a reload can tell whether it changed.
+type manualState struct {
+	conf    config.ManualSA
+	out, in *sa.SA
+	older   []*sa.SA // SAs of replaced versions, closed with this one
+}
+
+func (m *manualState) close() {
+	m.out.Close()
+	m.in.Close()
+	for _, s := range m.older {
+		s.Close()
+	}
 }
 
 // New brings the dataplane up and installs every manual SA pair. On error
@@ -29,7 +49,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &Gateway{cfg: cfg, log: log}
+	g := &Gateway{cfg: cfg, log: log, manual: map[string]*manualState{}}
 	natt := int(cfg.Gateway.NATTPort)
 	dp, err := dataplane.New(dataplane.Config{
 		Interface: cfg.Gateway.Interface,
@@ -42,18 +62,79 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.dp = dp
 	for _, m := range cfg.Manual {
-		c, err := ManualChild(m, natt)
-		if err != nil {
+		if err := g.install(m); err != nil {
 			g.Close()
 			return nil, err
 		}
-		g.sas = append(g.sas, c.Out, c.In)
-		if err := dp.AddChild(c); err != nil {
-			g.Close()
-			return nil, fmt.Errorf("manual SA %q: %w", m.Name, err)
-		}
 	}
 	return g, nil
+}
+
+// install builds and installs (or replaces) one manual SA pair.
+func (g *Gateway) install(m config.ManualSA) error {
+	c, err := ManualChild(m, int(g.cfg.Gateway.NATTPort))
+	if err != nil {
+		return err
+	}
+	if err := g.dp.AddChild(c); err != nil {
+		c.Out.Close()
+		c.In.Close()
+		return fmt.Errorf("manual SA %q: %w", m.Name, err)
+	}
+	st := &manualState{conf: m, out: c.Out, in: c.In}
+	if old := g.manual[m.Name]; old != nil {
+		// Nothing tells us when a statically keyed peer has switched,
+		// and keys are usually changed because the old ones must die:
+		// retire the old inbound SA at once (an unchanged SPI was
+		// already replaced in place).
+		g.dp.RetireSPI(old.in.SPI())
+		st.older = append(old.older, old.out, old.in)
+	}
+	g.manual[m.Name] = st
+	return nil
+}
+
+// Reload applies a new configuration: manual SA pairs that did not change
+// keep running untouched (their sequence numbers and replay windows too),
+// changed ones are replaced, removed ones uninstalled, new ones installed.
+// [gateway] settings that need a new device or socket are reported, not
+// applied. On error the pairs already handled stay as they are now.
+func (g *Gateway) Reload(cfg *config.Config) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if old, now := g.cfg.Gateway, cfg.Gateway; old.Interface != now.Interface || old.MTU != now.MTU || old.NATTPort != now.NATTPort {
+		g.log.Warn("reload: [gateway] interface, mtu and natt_port changes take effect at the next start")
+	}
+	natt := g.cfg.Gateway.NATTPort
+	g.cfg = cfg
+	g.cfg.Gateway.NATTPort = natt
+	keep := map[string]bool{}
+	var errs []error
+	for _, m := range cfg.Manual {
+		keep[m.Name] = true
+		if cur := g.manual[m.Name]; cur != nil && reflect.DeepEqual(cur.conf, m) {
+			continue
+		}
+		verb := "added"
+		if g.manual[m.Name] != nil {
+			verb = "changed"
+		}
+		if err := g.install(m); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		g.log.Info("reload: manual SA "+verb, "name", m.Name)
+	}
+	for name, st := range g.manual {
+		if keep[name] {
+			continue
+		}
+		g.dp.RemoveChild(name)
+		st.close()
+		delete(g.manual, name)
+		g.log.Info("reload: manual SA removed", "name", name)
+	}
+	return errors.Join(errs...)
 }
 
 // ManualChild builds the two SAs of a [manual.NAME] table. The caller owns
@@ -112,12 +193,15 @@ func (g *Gateway) Stats() dataplane.Stats { return g.dp.Stats() }
 
 // Close removes the SAs and the TUN device and clears the keys.
 func (g *Gateway) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	var err error
 	if g.dp != nil {
 		err = g.dp.Close()
 	}
-	for _, s := range g.sas {
-		s.Close()
+	for _, st := range g.manual {
+		st.close()
 	}
+	g.manual = nil
 	return err
 }
