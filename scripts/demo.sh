@@ -34,7 +34,7 @@ if ip netns exec "${p}hl" ping -c 1 -W 1 10.2.0.2 >/dev/null; then echo "unexpec
 for side in left right; do
   ns=${p}gl; [[ $side == right ]] && ns=${p}gr
   sed "s|^interface = .*|&\ncontrol   = \"$work/$side.sock\"|" "testdata/demo/$side.toml" >"$work/$side.toml"
-  ISLE_STATS_FILE=$work/$side-stats.json ip netns exec "$ns" "$isle" run -c "$work/$side.toml" >"$work/$side.log" 2>&1 &
+  ip netns exec "$ns" "$isle" run -c "$work/$side.toml" >"$work/$side.log" 2>&1 &
   pids+=($!)
 done
 for side in left right; do
@@ -62,22 +62,9 @@ if command -v iperf3 >/dev/null; then
   ip netns exec "${p}hl" iperf3 -c 10.2.0.2 -t 3 | tail -4
 fi
 
-echo "--- the SAs and their counters (isle writes them on SIGUSR1):"
-for i in 0 1; do
-  side=left; [[ $i == 1 ]] && side=right
-  rm -f "$work/$side-stats.json"
-  kill -USR1 "${pids[$i]}"
-  for _ in $(seq 50); do [[ -s $work/$side-stats.json ]] && break; sleep 0.1; done
+echo "--- the SAs and their counters (isle status, over each gateway's control socket):"
+for side in left right; do
   echo "$side gateway:"
-  /usr/bin/python3 - "$work/$side-stats.json" <<'PY'
-import json, sys
-st = json.load(open(sys.argv[1]))
-for c in st["Children"]:
-    print(f"  {c['Name']}: {c['Protocol']}{' in UDP' if c['Encap'] else ''}  {','.join(c['LocalTS'])} === {','.join(c['RemoteTS'])}")
-    print(f"    in  SPI {c['SPIIn']:08x}: {c['In']['Packets']} packets, {c['In']['Bytes']} bytes")
-    print(f"    out SPI {c['SPIOut']:08x}: {c['Out']['Packets']} packets, {c['Out']['Bytes']} bytes")
-drops = {k: v for k, v in st["Drops"].items() if v}
-print("  drops:", drops if drops else "none")
-PY
+  "$isle" status --socket "$work/$side.sock"
 done
 echo "--- done; stopping the gateways and removing the lab"

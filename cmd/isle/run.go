@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/isle-ipsec/isle/internal/config"
+	"github.com/isle-ipsec/isle/internal/control"
 	"github.com/isle-ipsec/isle/internal/gateway"
 )
 
@@ -26,19 +27,28 @@ func runGateway(cfg *config.Config, path string) error {
 	if len(cfg.Connections) > 0 {
 		log.Warn("IKE is not implemented yet: [connections] are ignored, only [manual] SAs are installed")
 	}
-	g, err := gateway.New(cfg, log)
+	// The control socket first: a second gateway with the same socket
+	// fails here, before it touches the TUN device.
+	ctl, err := control.Listen(cfg.Gateway.Control)
 	if err != nil {
+		return err
+	}
+	g, err := gateway.New(cfg, gateway.Options{Version: version}, log)
+	if err != nil {
+		ctl.Close()
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- control.ServeListener(ctx, ctl, g) }()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	go func() {
 		for sig := range sigs {
 			if sig == syscall.SIGHUP {
-				reload(log, g, path)
+				reload(log, g)
 			} else {
 				reportStats(log, g)
 			}
@@ -47,6 +57,9 @@ func runGateway(cfg *config.Config, path string) error {
 	<-ctx.Done()
 	log.Info("stopping", "reason", context.Cause(ctx).Error())
 	reportStats(log, g)
+	if err := <-served; err != nil {
+		log.Warn("control socket", "err", err)
+	}
 	if err := g.Close(); err != nil {
 		return fmt.Errorf("stopping: %w", err)
 	}
@@ -54,19 +67,14 @@ func runGateway(cfg *config.Config, path string) error {
 	return nil
 }
 
-// reload re-reads the configuration file (SIGHUP). A file that does not
+// reload re-reads the configuration file (SIGHUP); a file that does not
 // load changes nothing.
-func reload(log *slog.Logger, g *gateway.Gateway, path string) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		log.Error("reload: configuration not loaded, keeping the running one", "config", path, "err", err.Error())
+func reload(log *slog.Logger, g *gateway.Gateway) {
+	if err := g.Reload(); err != nil {
+		log.Error("reload failed", "err", err.Error())
 		return
 	}
-	if err := g.Reload(cfg); err != nil {
-		log.Error("reload", "err", err)
-		return
-	}
-	log.Info("reloaded", "config", path)
+	log.Info("reloaded")
 }
 
 // reportStats logs the counters and, when ISLE_STATS_FILE is set, writes

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/isle-ipsec/isle/internal/config"
 	"github.com/isle-ipsec/isle/internal/dataplane"
@@ -20,11 +21,18 @@ import (
 
 // Gateway is a running isle.
 type Gateway struct {
-	mu     sync.Mutex // serialises Reload and Close
-	cfg    *config.Config
-	log    *slog.Logger
-	dp     *dataplane.Dataplane
-	manual map[string]*manualState
+	mu      sync.Mutex // guards everything below
+	cfg     *config.Config
+	opts    Options
+	log     *slog.Logger
+	dp      *dataplane.Dataplane
+	manual  map[string]*manualState
+	started time.Time
+}
+
+// Options are the gateway's settings that do not come from the file.
+type Options struct {
+	Version string // shown by `isle status`
 }
 
 // manualState is an installed [manual.NAME] pair and the table it came
@@ -45,11 +53,11 @@ func (m *manualState) close() {
 
 // New brings the dataplane up and installs every manual SA pair. On error
 // nothing stays behind (the TUN device is removed).
-func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
+func New(cfg *config.Config, opts Options, log *slog.Logger) (*Gateway, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &Gateway{cfg: cfg, log: log, manual: map[string]*manualState{}}
+	g := &Gateway{cfg: cfg, opts: opts, log: log, manual: map[string]*manualState{}, started: time.Now()}
 	natt := int(cfg.Gateway.NATTPort)
 	dp, err := dataplane.New(dataplane.Config{
 		Interface: cfg.Gateway.Interface,
@@ -94,14 +102,17 @@ func (g *Gateway) install(m config.ManualSA) error {
 	return nil
 }
 
-// Reload applies a new configuration: manual SA pairs that did not change
+// Apply applies a new configuration: manual SA pairs that did not change
 // keep running untouched (their sequence numbers and replay windows too),
 // changed ones are replaced, removed ones uninstalled, new ones installed.
 // [gateway] settings that need a new device or socket are reported, not
 // applied. On error the pairs already handled stay as they are now.
-func (g *Gateway) Reload(cfg *config.Config) error {
+func (g *Gateway) Apply(cfg *config.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.manual == nil {
+		return errors.New("gateway stopped")
+	}
 	if old, now := g.cfg.Gateway, cfg.Gateway; old.Interface != now.Interface || old.MTU != now.MTU || old.NATTPort != now.NATTPort {
 		g.log.Warn("reload: [gateway] interface, mtu and natt_port changes take effect at the next start")
 	}
