@@ -835,7 +835,7 @@ func TestReload(t *testing.T) {
 			t.Fatal(err)
 		}
 		g.proc.Cmd.Process.Signal(syscall.SIGHUP)
-		waitLog(g, "configuration not loaded", 1)
+		waitLog(g, "the running configuration stays", 1)
 	}
 	if err := l.topo.Ping(netns.HL, netns.HR4, 1); err != nil {
 		t.Fatalf("after a rejected reload: %v", err)
