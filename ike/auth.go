@@ -51,19 +51,12 @@ func (s *IKESA) ownID() *message.ID {
 	return &message.ID{Responder: !s.initiator, IDType: s.cfg.LocalID.Type, Data: s.cfg.LocalID.Data}
 }
 
-// authData computes the AUTH payload data one side sends (RFC 7296 §2.15):
-// the initiator signs its IKE_SA_INIT request with Nr and SK_pi, the
-// responder its response with Ni and SK_pr.
-func (s *IKESA) authData(ofInitiator bool, id *message.ID) []byte {
-	first, nonce, skp := s.initReq, s.nr, s.keys.SKpi
-	if !ofInitiator {
-		first, nonce, skp = s.initResp, s.ni, s.keys.SKpr
-	}
-	return keys.PSKAuth(s.prf, s.psk, keys.SignedOctets(s.prf, first, nonce, skp, id.Body()))
-}
-
-// lookupPSK finds the shared key between us and peer.
+// lookupPSK finds the shared key between us and peer, when either side
+// authenticates with one.
 func (s *IKESA) lookupPSK(peer Identity) error {
+	if s.cfg.signsWithCert() && s.cfg.wantsCert() {
+		return nil
+	}
 	s.psk = s.cfg.PSK
 	if s.cfg.PSKFor != nil {
 		s.psk = s.cfg.PSKFor(s.cfg.LocalID, peer)
@@ -84,7 +77,7 @@ func (s *IKESA) verifyPeer(ps []message.Payload) error {
 	}
 	peer := Identity{Type: id.IDType, Data: append([]byte(nil), id.Data...)}
 	if peer.IsAny() || (!s.cfg.RemoteID.IsAny() && !peer.equal(s.cfg.RemoteID)) {
-		return fmt.Errorf("%w: peer is %v, expected %v", ErrAuthentication, peer, s.cfg.RemoteID)
+		return fmt.Errorf("%w: peer is %v, expected %v", ErrIdentityMismatch, peer, s.cfg.RemoteID)
 	}
 	if !s.initiator { // the initiator chose its key before sending AUTH
 		if err := s.lookupPSK(peer); err != nil {
@@ -93,11 +86,15 @@ func (s *IKESA) verifyPeer(ps []message.Payload) error {
 	}
 	s.peerID = peer
 	s.peerInitialContact = findNotify(ps, message.InitialContact) != nil
-	if auth.Method != message.AuthSharedKeyMIC {
-		return fmt.Errorf("%w: method %v, expected %v", ErrAuthentication, auth.Method, message.AuthSharedKeyMIC)
+	if s.cfg.wantsCert() {
+		return s.verifyCert(ps, peer, id, auth)
 	}
-	if !hmac.Equal(auth.Data, s.authData(!s.initiator, id)) {
-		return fmt.Errorf("%w: AUTH of %v does not verify (pre-shared keys differ?)", ErrAuthentication, peer)
+	if auth.Method != message.AuthSharedKeyMIC {
+		return fmt.Errorf("%w: %v used method %v, we expect %v", ErrUnsupportedAuth, peer, auth.Method, message.AuthSharedKeyMIC)
+	}
+	want := keys.PSKAuth(s.prf, s.psk, s.signedOctets(!s.initiator, id))
+	if !hmac.Equal(auth.Data, want) {
+		return fmt.Errorf("%w: AUTH of %v does not verify (pre-shared keys differ?)", ErrBadSignature, peer)
 	}
 	return nil
 }
@@ -115,10 +112,18 @@ func (s *IKESA) sendAuthRequest() error {
 	if s.cfg.InitialContact {
 		ps = append(ps, &message.Notify{NotifyType: message.InitialContact})
 	}
+	auth, err := s.ownAuth(id)
+	if err != nil {
+		return s.fail(err)
+	}
+	ps = append(ps, auth[:len(auth)-1]...) // our CERT payloads
+	if s.cfg.wantsCert() {
+		ps = append(ps, s.cfg.certReq())
+	}
 	if !s.cfg.RemoteID.IsAny() { // name the responder we want (RFC 7296 §3.5)
 		ps = append(ps, &message.ID{Responder: true, IDType: s.cfg.RemoteID.Type, Data: s.cfg.RemoteID.Data})
 	}
-	ps = append(ps, &message.Auth{Method: message.AuthSharedKeyMIC, Data: s.authData(true, id)})
+	ps = append(ps, auth[len(auth)-1])
 	cc := &s.cfg.Children[0]
 	if cc.Mode == sa.ModeTransport {
 		ps = append(ps, &message.Notify{NotifyType: message.UseTransportMode})
@@ -149,9 +154,15 @@ func (s *IKESA) handleAuthResponse(raw []byte, m *message.Message) error {
 	}
 	s.lastRequest = nil
 	if findNotify(ps, message.AuthenticationFailed) != nil {
-		return s.fail(&NotifyError{Type: message.AuthenticationFailed})
+		return s.fail(fmt.Errorf("%w: the peer refused us as %v (its log says why)", &NotifyError{Type: message.AuthenticationFailed}, s.cfg.LocalID))
 	}
 	if err := s.verifyPeer(ps); err != nil {
+		// Tell the responder, which holds an IKE SA it thinks is up
+		// (RFC 7296 §2.21.2); no answer is awaited.
+		if out, serr := s.seal(s.header(message.Informational, false, s.nextRequestID), []message.Payload{
+			&message.Notify{NotifyType: message.AuthenticationFailed}}); serr == nil {
+			s.transmit(out)
+		}
 		return s.fail(err)
 	}
 	s.state = StateEstablished
@@ -251,7 +262,15 @@ func (s *IKESA) handleAuthRequest(raw []byte, m *message.Message) error {
 		return s.fail(fmt.Errorf("%w: peer wants to talk to %v, we are %v", ErrAuthentication, Identity{Type: want.IDType, Data: want.Data}, s.cfg.LocalID))
 	}
 	id := s.ownID()
-	resp := []message.Payload{id, &message.Auth{Method: message.AuthSharedKeyMIC, Data: s.authData(false, id)}}
+	auth, err := s.ownAuth(id)
+	if err != nil {
+		out, serr := s.seal(h, []message.Payload{&message.Notify{NotifyType: message.AuthenticationFailed}})
+		if serr == nil {
+			s.sendResponse(out)
+		}
+		return s.fail(err)
+	}
+	resp := append([]message.Payload{id}, auth...)
 	childPayloads, child, childErr := s.offerChild(ps)
 	resp = append(resp, childPayloads...)
 	out, err := s.seal(h, resp)
@@ -377,4 +396,10 @@ func (s *IKESA) chooseChild(theirs *message.SA, ke *message.KE, tsi, tsr []polic
 		return nil, suite{}, message.Proposal{}, nil, nil, first
 	}
 	return nil, suite{}, message.Proposal{}, nil, nil, &refusal{&message.Notify{NotifyType: message.NoProposalChosen}}
+}
+
+// authData is the shared-key AUTH payload data of one side (RFC 7296
+// §2.15): prf(prf(PSK, "Key Pad for IKEv2"), signed octets).
+func (s *IKESA) authData(ofInitiator bool, id *message.ID) []byte {
+	return keys.PSKAuth(s.prf, s.psk, s.signedOctets(ofInitiator, id))
 }

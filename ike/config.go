@@ -7,10 +7,13 @@
 package ike
 
 import (
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
+	"time"
 
 	"github.com/isle-ipsec/isle/ike/message"
 	"github.com/isle-ipsec/isle/policy"
@@ -51,11 +54,23 @@ func (id Identity) String() string {
 		}
 	case message.IDFQDN, message.IDRFC822:
 		return string(id.Data)
+	case message.IDDerASN1DN:
+		if dn, ok := dnString(id.Data); ok {
+			return dn
+		}
 	}
 	return fmt.Sprintf("%v:%x", id.Type, id.Data)
 }
 
 func (id Identity) equal(o Identity) bool {
+	if id.Type == message.IDDerASN1DN && o.Type == message.IDDerASN1DN {
+		// The same name may be encoded with other string types.
+		a, ok1 := dnString(id.Data)
+		b, ok2 := dnString(o.Data)
+		if ok1 && ok2 {
+			return a == b
+		}
+	}
 	return id.Type == o.Type && string(id.Data) == string(o.Data)
 }
 
@@ -72,6 +87,22 @@ type Config struct {
 	// looks up its secrets; nil means no key for them.
 	PSK    []byte
 	PSKFor func(local, remote Identity) []byte
+
+	// Certificate authentication (RFC 7427 signatures). With Key set we
+	// sign our AUTH with it and send Certs (ours first, then any
+	// intermediates) as CERT payloads; LocalID must be the certificate's
+	// subject DN or one of its subjectAltNames. With CACerts set the peer
+	// must authenticate with a certificate chaining to one of them (its
+	// intermediates taken from its CERT payloads) that names its identity.
+	// Either side left unset uses the PSK.
+	Certs   []*x509.Certificate
+	Key     crypto.Signer
+	CACerts []*x509.Certificate
+	// RSAPSS signs with RSASSA-PSS instead of PKCS#1 v1.5 when Key is an
+	// RSA key (strongSwan's rsa_pss = yes).
+	RSAPSS bool
+	// Now is the time certificates are checked at; nil means time.Now.
+	Now func() time.Time
 
 	IKEProposals []sa.Proposal // Protocol ProtoIKE, in order of preference
 
@@ -128,8 +159,16 @@ type ChildConfig struct {
 const NonceSize = 32
 
 func (c *Config) validate() error {
-	if len(c.PSK) == 0 && c.PSKFor == nil {
+	if len(c.PSK) == 0 && c.PSKFor == nil && !(c.signsWithCert() && c.wantsCert()) {
 		return errors.New("ike: no pre-shared key")
+	}
+	if c.Key != nil {
+		if len(c.Certs) == 0 {
+			return errors.New("ike: a private key without its certificate")
+		}
+		if !certHasIdentity(c.Certs[0], c.LocalID) {
+			return fmt.Errorf("ike: local identity %v is neither the subject nor a subjectAltName of our certificate", c.LocalID)
+		}
 	}
 	if len(c.LocalID.Data) == 0 {
 		return errors.New("ike: a local identity is required")

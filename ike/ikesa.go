@@ -10,6 +10,7 @@ import (
 	"github.com/isle-ipsec/isle/ike/dh"
 	"github.com/isle-ipsec/isle/ike/keys"
 	"github.com/isle-ipsec/isle/ike/message"
+	"github.com/isle-ipsec/isle/ike/sig"
 	"github.com/isle-ipsec/isle/ike/sk"
 )
 
@@ -102,6 +103,8 @@ type IKESA struct {
 	peerID              Identity // the identity the peer proved
 	// peerInitialContact: the peer's IKE_AUTH said this is its only IKE SA with us.
 	peerInitialContact bool
+	peerHashes         []sig.Hash // the peer's SIGNATURE_HASH_ALGORITHMS; nil if it sent none
+	peerScheme         string     // how the peer's certificate signature was made
 	queue              []func() error
 	childSPI           uint32 // our inbound SPI for the CHILD_SA being created
 }
@@ -138,6 +141,18 @@ func (s *IKESA) SPIs() (spii, spir uint64) { return s.spii, s.spir }
 
 // PeerID is the identity the peer authenticated with (once established).
 func (s *IKESA) PeerID() Identity { return s.peerID }
+
+// PeerAuth says how the peer authenticated: "SHARED_KEY_MIC" or the
+// signature scheme of its certificate ("ECDSA_WITH_SHA2_256").
+func (s *IKESA) PeerAuth() string {
+	if s.peerScheme != "" {
+		return s.peerScheme
+	}
+	if s.state == StateEstablished || s.state == StateDeleted {
+		return message.AuthSharedKeyMIC.String()
+	}
+	return ""
+}
 
 // Initiator reports whether we are the original initiator.
 func (s *IKESA) Initiator() bool { return s.initiator }
@@ -464,7 +479,10 @@ func (s *IKESA) handleInformational(raw []byte, m *message.Message) error {
 			resp = append(resp, ours)
 		}
 	}
-	if deleteIKE {
+	// An initiator that could not authenticate us says so in a request
+	// of its own (RFC 7296 §2.21.2): the IKE SA we thought up is gone.
+	refused := findNotify(ps, message.AuthenticationFailed) != nil
+	if deleteIKE || refused {
 		resp = nil // the response to an IKE SA deletion is empty
 	}
 	out, err := s.seal(s.header(message.Informational, true, m.MessageID), resp)
@@ -477,11 +495,15 @@ func (s *IKESA) handleInformational(raw []byte, m *message.Message) error {
 	for _, c := range gone {
 		s.removeChild(c)
 	}
-	if deleteIKE {
+	if deleteIKE || refused {
 		for _, c := range s.Children() {
 			s.removeChild(c)
 		}
 		s.state = StateDeleted
+	}
+	if refused && !deleteIKE {
+		return s.fail(fmt.Errorf("%w: the peer refused our authentication as %v (its log says why)",
+			&NotifyError{Type: message.AuthenticationFailed}, s.cfg.LocalID))
 	}
 	return nil
 }

@@ -54,6 +54,9 @@ func (s *IKESA) sendInitRequest() error {
 	if s.cfg.Fragmentation {
 		ps = append(ps, &message.Notify{NotifyType: message.IKEv2FragmentationSupported})
 	}
+	if s.cfg.usesCerts() {
+		ps = append(ps, hashAlgorithmsNotify())
+	}
 	m := &message.Message{Header: s.header(message.IKESAInit, false, 0), Payloads: ps}
 	b, err := m.Marshal()
 	if err != nil {
@@ -149,6 +152,7 @@ func (s *IKESA) handleInitResponse(raw []byte, m *message.Message) error {
 	s.initResp = append([]byte(nil), raw...)
 	s.peerFragments = findNotify(m.Payloads, message.IKEv2FragmentationSupported) != nil
 	s.detectNAT(m.Payloads)
+	s.notePeerHashes(m.Payloads)
 	if err := s.deriveIKEKeys(st, ke.Data); err != nil {
 		return s.fail(err)
 	}
@@ -271,6 +275,13 @@ func (s *IKESA) handleInitRequest(raw []byte, m *message.Message) error {
 	if s.cfg.Fragmentation {
 		ps = append(ps, &message.Notify{NotifyType: message.IKEv2FragmentationSupported})
 	}
+	if s.cfg.wantsCert() {
+		ps = append(ps, s.cfg.certReq())
+	}
+	if s.cfg.usesCerts() {
+		ps = append(ps, hashAlgorithmsNotify())
+	}
+	s.notePeerHashes(m.Payloads)
 	if err := s.deriveIKEKeys(st, ke.Data); err != nil {
 		// An invalid KE value: refuse like a syntax error, keep nothing.
 		s.initErrorResponse(m, &message.Notify{NotifyType: message.InvalidSyntax})
