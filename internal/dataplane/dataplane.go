@@ -283,6 +283,11 @@ func (d *Dataplane) AddChild(c Child) error {
 	if !c.Out.Encap() && d.sendHook == nil && d.raw[fam][protoIndex(c.Out.Protocol())] == nil {
 		return fmt.Errorf("dataplane: child %q: no raw socket for %v over IPv%d", c.Name, c.Out.Protocol(), 4+2*fam)
 	}
+	if d.link != nil {
+		if err := checkLocal(c.Out.Local().Addr()); err != nil {
+			return fmt.Errorf("dataplane: child %q: %w", c.Name, err)
+		}
+	}
 	ch := &child{Child: c, policy: pol}
 	dst := newOuterDst(c.Out.Remote(), c.Out.Local().Addr(), d.cfg.NATTPort)
 	ch.peer.Store(&dst)

@@ -238,7 +238,7 @@ func (d *Dataplane) udpLoop() {
 func (d *Dataplane) rawLoop(s *rawSocket, v6, isAH bool) {
 	defer d.wg.Done()
 	buf := make([]byte, bufSize)
-	r := newRawReader(s, buf[headroom:])
+	r := newRawReader(s, buf[headroom:], isAH)
 	in := newInbound(d)
 	for {
 		n, err := r.next()

@@ -68,6 +68,11 @@ func TestKernelState(t *testing.T) {
 				Out: mkSA(t, k, 0x1001, false, "198.18.0.1:0", "198.18.0.2:0", 1),
 				In:  mkSA(t, k, 0x2001, true, "198.18.0.1:0", "198.18.0.2:0", 2)}
 		}
+		if err := d.AddChild(mk("10.2.0.0/24")); err == nil || !strings.Contains(err.Error(), "not an address of this host") {
+			t.Fatalf("child with a local address the host lacks: err = %v", err)
+		}
+		ipOut(t, ns, "link", "add", "dp20wan", "type", "veth", "peer", "name", "dp20peer")
+		ipOut(t, ns, "addr", "add", "198.18.0.1/24", "dev", "dp20wan")
 		if err := d.AddChild(mk("10.2.0.0/24", "10.9.0.5-10.9.0.6", "fd02::/64")); err != nil {
 			t.Fatal(err)
 		}
@@ -133,6 +138,7 @@ func TestLocalSource(t *testing.T) {
 		ipOut(t, ns, "link", "add", "dp21lan", "type", "veth", "peer", "name", "dp21peer")
 		ipOut(t, ns, "addr", "add", "10.1.0.1/24", "dev", "dp21lan")
 		ipOut(t, ns, "link", "set", "dp21lan", "up")
+		ipOut(t, ns, "addr", "add", "198.18.0.1/32", "dev", "dp21lan")
 		d, err := New(Config{Interface: "isle0", MTU: 1400, OuterMTU: 1500, Logger: quiet()})
 		if err != nil {
 			t.Fatal(err)

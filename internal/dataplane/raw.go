@@ -170,9 +170,12 @@ type rawReader struct {
 	err  error
 }
 
-func newRawReader(s *rawSocket, buf []byte) *rawReader {
+// newRawReader reads from s into buf. withAddrs asks for the addresses
+// of IPv6 packets (AH needs them, ESP does not), which costs an
+// allocation per packet in recvmsg's socket address.
+func newRawReader(s *rawSocket, buf []byte, withAddrs bool) *rawReader {
 	r := &rawReader{sock: s, buf: buf, oob: make([]byte, 128)}
-	if s.v6 {
+	if s.v6 && withAddrs {
 		r.fn = r.readMsg
 	} else {
 		r.fn = r.read
@@ -180,8 +183,9 @@ func newRawReader(s *rawSocket, buf []byte) *rawReader {
 	return r
 }
 
-// read is the IPv4 path: the kernel delivers the whole IP packet,
-// addresses included, so a plain read does (and allocates nothing).
+// read is the IPv4 path, where the kernel delivers the whole IP packet,
+// addresses included, and the IPv6 ESP path, which needs no addresses: a
+// plain read, which allocates nothing.
 func (r *rawReader) read(fd uintptr) bool {
 	r.n, r.err = unix.Read(int(fd), r.buf)
 	return r.err != unix.EAGAIN

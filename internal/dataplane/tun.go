@@ -176,6 +176,25 @@ func (d *Dataplane) stillUsed(c *child, p, local netip.Prefix) bool {
 	return false
 }
 
+// checkLocal refuses an outer source address this host does not have:
+// every packet sent from it would fail.
+func checkLocal(a netip.Addr) error {
+	a = a.Unmap()
+	if !a.IsValid() || a.IsUnspecified() {
+		return nil
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("listing local addresses: %w", err)
+	}
+	for _, x := range addrs {
+		if ip, ok := netip.AddrFromSlice(x.IP); ok && ip.Unmap() == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("local address %v is not an address of this host", a)
+}
+
 // localSources finds, per family (true = IPv4), an address of this host
 // inside one of the local prefixes.
 func localSources(local []netip.Prefix) map[bool]netip.Addr {
