@@ -1,18 +1,40 @@
 // Package dataplane moves packets between the TUN device that carries the
 // protected networks' cleartext and the sockets that carry ESP and AH to
-// the peers: TUN → SPD lookup → seal → socket, and socket → SAD lookup by
-// SPI → open → inbound policy check → TUN.
+// the peers:
 //
-// One goroutine reads each source (the TUN device, the NAT-T UDP socket,
-// one raw socket per outer family and protocol) into its own buffer, which
-// has headroom in front of the packet and tailroom behind it so that esp
-// and ah seal and open in place: nothing is allocated per packet on the
-// IPv4 paths. Batching (recvmmsg/sendmmsg, TUN offloads) comes later and
-// keeps this shape.
+//	outbound: TUN → policy.ParseTuple → SPD lookup → MSS clamp → too big?
+//	          (ICMP back into the TUN) → esp/ah Seal in place → socket
+//	inbound:  socket → SPI lookup (SAD) → esp/ah Open in place → inner
+//	          packet within the SA's selectors? → MSS clamp → TUN
 //
-// Packets to a peer can never loop back into the TUN device: AddChild
-// refuses an SA whose peer address lies inside its own remote selectors,
-// which are the only routes pointing at the device.
+// Sockets: one UDP socket on the NAT-T port for ESP in UDP (RFC 3948),
+// shared with IKE (non-ESP marker → Config.IKE; SendIKE sends), NAT
+// keepalives counted and dropped; raw IP sockets for protocols 50 and 51
+// per family, AH with the outer header included (its ICV covers it). ESP
+// is sent from the SA's local address (PKTINFO); for ESP in UDP the
+// destination follows the source of authenticated packets, so a peer
+// behind a NAT stays reachable.
+//
+// One goroutine reads each source into its own buffer, which has headroom
+// in front of the packet and tailroom behind it so that esp and ah work in
+// place: the IPv4 paths and IPv6 ESP allocate nothing per packet.
+// Batching (recvmmsg/sendmmsg, TUN offloads) comes later and keeps this
+// shape.
+//
+// Kernel state: AddChild routes the remote selectors into the TUN device
+// and adds policy-routing rules that blackhole cleartext from the remote
+// selectors to the local ones unless it comes out of the TUN device (RFC
+// 4301 §5.2: traffic that must be protected is dropped when it arrives
+// unprotected). Packets to a peer cannot loop back into the TUN device:
+// AddChild refuses a peer address inside the remote selectors. Close
+// removes routes, rules and the device.
+//
+// Path MTU: an inner packet larger than the tunnel carries (outer MTU
+// minus the SA's overhead) is answered with ICMP "fragmentation needed" /
+// ICMPv6 "packet too big" when it has DF (IPv6: always, down to 1280);
+// otherwise ESP's outer packet is fragmented by the kernel, and for AH the
+// inner IPv4 packet is fragmented before sealing. TCP SYNs are clamped to
+// the tunnel's MSS in both directions.
 package dataplane
 
 import (
