@@ -48,6 +48,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -76,7 +77,12 @@ type Config struct {
 	OuterMTU int
 	// NoMSSClamp turns off TCP MSS clamping, which is on by default.
 	NoMSSClamp bool
-	Logger     *slog.Logger
+	// Keepalive is how often a NAT keepalive (RFC 3948 §2.3, one 0xFF
+	// byte) goes to each peer of ESP in UDP that nothing was sent to for
+	// that long, so the NAT in between keeps its mapping; 0 means 20s
+	// (RFC 3948 §4), negative disables.
+	Keepalive time.Duration
+	Logger    *slog.Logger
 	// IKE, when set, receives the datagrams on the NAT-T port that carry
 	// the non-ESP marker (RFC 3948 §2.2), without the marker. It must not
 	// keep pkt after returning.
@@ -226,8 +232,9 @@ func (d *Dataplane) start() {
 	d.wg.Add(1)
 	go d.tunLoop()
 	if d.udp != nil {
-		d.wg.Add(1)
+		d.wg.Add(2)
 		go d.udpLoop()
+		go d.keepaliveLoop()
 	}
 	for fam := range 2 {
 		for i := range 2 {
@@ -430,11 +437,12 @@ func protoIndex(p sa.Protocol) int {
 // Stats returns a snapshot of the counters.
 func (d *Dataplane) Stats() Stats {
 	st := Stats{
-		Drops:      make(map[string]uint64, numDrops),
-		Keepalives: d.ctr.keepalives.Load(),
-		IKE:        d.ctr.ike.Load(),
-		MSSClamped: d.ctr.mssClamped.Load(),
-		TooBigSent: d.ctr.tooBigSent.Load(),
+		Drops:          make(map[string]uint64, numDrops),
+		Keepalives:     d.ctr.keepalives.Load(),
+		KeepalivesSent: d.ctr.keepalivesSent.Load(),
+		IKE:            d.ctr.ike.Load(),
+		MSSClamped:     d.ctr.mssClamped.Load(),
+		TooBigSent:     d.ctr.tooBigSent.Load(),
 	}
 	for i := range numDrops {
 		st.Drops[i.String()] = d.ctr.drops[i].Load()
@@ -459,6 +467,41 @@ func (d *Dataplane) Stats() Stats {
 }
 
 func (d *Dataplane) drop(r Drop) { d.ctr.drops[r].Add(1) }
+
+// keepaliveLoop sends NAT keepalives to the peers of idle ESP-in-UDP SAs.
+func (d *Dataplane) keepaliveLoop() {
+	defer d.wg.Done()
+	every := d.cfg.Keepalive
+	if every == 0 {
+		every = 20 * time.Second
+	}
+	if every < 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	ka := []byte{0xff}
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case now := <-t.C:
+			d.mu.Lock()
+			var to []*outerDst
+			for _, c := range d.children {
+				if c.Out.Encap() && now.Sub(c.Out.Stats().LastUsed) >= every {
+					to = append(to, c.peer.Load())
+				}
+			}
+			d.mu.Unlock()
+			for _, dst := range to {
+				if _, _, err := d.udp.WriteMsgUDPAddrPort(ka, dst.oob, dst.udp); err == nil {
+					d.ctr.keepalivesSent.Add(1)
+				}
+			}
+		}
+	}
+}
 
 // SendIKE sends an IKE message from the NAT-T port to `to`, behind the
 // non-ESP marker (RFC 3948 §2.2), so that IKE and ESP in UDP share the

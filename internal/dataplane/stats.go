@@ -62,6 +62,7 @@ func dropOf(err error) Drop {
 type counters struct {
 	drops               [numDrops]atomic.Uint64
 	keepalives          atomic.Uint64 // NAT-T keepalives received (RFC 3948 §2.3)
+	keepalivesSent      atomic.Uint64
 	ike                 atomic.Uint64 // datagrams handed to the IKE handler
 	mssClamped          atomic.Uint64
 	tooBigSent          atomic.Uint64
@@ -71,12 +72,13 @@ type counters struct {
 // Stats is a snapshot of the dataplane's counters and of every installed
 // child SA's.
 type Stats struct {
-	Drops      map[string]uint64 // by Drop name; every reason is present
-	Keepalives uint64
-	IKE        uint64
-	MSSClamped uint64
-	TooBigSent uint64
-	Children   []ChildStats
+	Drops          map[string]uint64 // by Drop name; every reason is present
+	Keepalives     uint64            // received
+	KeepalivesSent uint64
+	IKE            uint64
+	MSSClamped     uint64
+	TooBigSent     uint64
+	Children       []ChildStats
 }
 
 // ChildStats is the state of one installed SA pair.
