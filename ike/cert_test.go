@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/isle-ipsec/isle/ike/keys"
 	"github.com/isle-ipsec/isle/ike/message"
+	"github.com/isle-ipsec/isle/sa"
 )
 
 // A throwaway PKI for the certificate tests: a root, optional
@@ -360,4 +362,32 @@ func TestCertAuthFragmented(t *testing.T) {
 		t.Errorf("fragments: %d to the responder, %d to the initiator", frags[true], frags[false])
 	}
 	checkChildPair(t, i, r)
+}
+
+// FuzzPeerCertificate: whatever a peer puts in its ID and CERT payloads,
+// checking it returns an error or nil, never panics.
+func FuzzPeerCertificate(f *testing.F) {
+	root := newTestCA(f, "isle root", kP256, 0)
+	k := testKey(f, kP256, 3)
+	c := issue(f, root, dn("gw-left"), k, false, "left.isle.test")
+	f.Add(c.RawSubject, c.Raw, uint8(message.IDDerASN1DN))
+	f.Add([]byte("left.isle.test"), c.Raw, uint8(message.IDFQDN))
+	prf, err := keys.NewPRF(sa.PRFHMACSHA256)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, id, cert []byte, idType uint8) {
+		dnString(id)
+		peer := Identity{Type: message.IDType(idType), Data: id}
+		_ = peer.String()
+		peer.equal(CertIdentity(c))
+		certHasIdentity(c, peer)
+		s := &IKESA{cfg: Config{CACerts: []*x509.Certificate{root.cert}}, prf: prf,
+			keys: &keys.IKESAKeys{SKpi: make([]byte, 32), SKpr: make([]byte, 32)}}
+		err := s.verifyCert([]message.Payload{&message.Cert{Encoding: certX509Signature, Data: cert}}, peer,
+			&message.ID{IDType: peer.Type, Data: id}, &message.Auth{Method: message.AuthDigitalSignature, Data: id})
+		if err == nil {
+			t.Fatal("accepted without a valid signature")
+		}
+	})
 }
