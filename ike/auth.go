@@ -169,6 +169,10 @@ func (s *IKESA) handleAuthResponse(raw []byte, m *message.Message) error {
 	// The IKE SA stands even if its first CHILD_SA was refused (§1.2).
 	if n := firstError(ps); n != nil {
 		s.childErr = &NotifyError{Type: n.NotifyType}
+		if n.NotifyType == message.NoProposalChosen {
+			cc := &s.cfg.Children[0]
+			s.childErr = &ProposalError{What: "CHILD_SA " + cc.Name, Ours: withoutKE(cc.Proposals)}
+		}
 		return s.requestDone()
 	}
 	child, err := s.acceptChild(ps)
@@ -304,10 +308,11 @@ func (s *IKESA) offerChild(ps []message.Payload) ([]message.Payload, *ChildSA, e
 	cc, st, chosen, local, remote, err := s.chooseChild(saP, nil, tsFromWire(tsi), tsFromWire(tsr), true, "")
 	if err != nil {
 		var r *refusal
-		if errors.As(err, &r) {
+		if errors.As(err, &r) && r.n.NotifyType != message.NoProposalChosen {
 			return refuse(r.n.NotifyType)
 		}
-		return refuse(message.NoProposalChosen)
+		what, ours := s.childProposals("", true)
+		return []message.Payload{&message.Notify{NotifyType: message.NoProposalChosen}}, nil, refusedProposal(what, ours, stripKE(saP))
 	}
 	mode := sa.ModeTunnel
 	var out []message.Payload

@@ -85,6 +85,9 @@ func (s *IKESA) createChild(name string, old *ChildSA, group sa.DHGroup) error {
 					return s.createChild(name, old, g)
 				}
 			}
+			if findNotify(resp, message.NoProposalChosen) != nil {
+				return fmt.Errorf("ike: %s refused: %w", what, &ProposalError{What: "CHILD_SA " + name, Ours: props})
+			}
 			if n := firstError(resp); n != nil {
 				return fmt.Errorf("ike: %s refused: %w", what, &NotifyError{Type: n.NotifyType})
 			}
@@ -200,10 +203,14 @@ func (s *IKESA) handleCreateChildRequest(raw []byte, m *message.Message) error {
 	cc, st, chosen, local, remote, err := s.chooseChild(saP, ke, tsFromWire(tsi), tsFromWire(tsr), false, only)
 	if err != nil {
 		var r *refusal
-		if errors.As(err, &r) {
+		if errors.As(err, &r) && r.n.NotifyType != message.NoProposalChosen {
 			return refuse(r.n)
 		}
-		return refuse(&message.Notify{NotifyType: message.NoProposalChosen})
+		if err := respond(&message.Notify{NotifyType: message.NoProposalChosen}); err != nil {
+			return err
+		}
+		what, ours := s.childProposals(only, false)
+		return refusedProposal(what, ours, saP)
 	}
 	var resp []message.Payload
 	mode := sa.ModeTunnel

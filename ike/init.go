@@ -131,6 +131,9 @@ func (s *IKESA) handleInitResponse(raw []byte, m *message.Message) error {
 		s.dhKey = k
 		return s.sendInitRequest()
 	}
+	if findNotify(m.Payloads, message.NoProposalChosen) != nil {
+		return s.fail(&ProposalError{What: "IKE SA", Ours: s.cfg.IKEProposals})
+	}
 	if n := firstError(m.Payloads); n != nil {
 		return s.fail(&NotifyError{Type: n.NotifyType})
 	}
@@ -237,7 +240,7 @@ func (s *IKESA) handleInitRequest(raw []byte, m *message.Message) error {
 	if err != nil {
 		if st, _, err = selectProposal(s.cfg.IKEProposals, saP); err != nil {
 			s.initErrorResponse(m, &message.Notify{NotifyType: message.NoProposalChosen})
-			return &NotifyError{Type: message.NoProposalChosen, Sent: true}
+			return refusedProposal("IKE SA", s.cfg.IKEProposals, saP)
 		}
 		var g [2]byte
 		binary.BigEndian.PutUint16(g[:], uint16(st.dh))

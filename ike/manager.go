@@ -343,7 +343,10 @@ func (m *Manager) after(ms *managed) {
 			// the peer restarted) becomes the current one; the other stays
 			// until it is deleted or dies, as strongSwan's unique = no.
 			m.byPeer[ms.peer.Name] = ms
-			m.log.Info("ike: IKE SA established", "peer", ms.peer.Name, "proposal", s.Proposal())
+			m.log.Info("ike: IKE SA established", "peer", ms.peer.Name, "proposal", s.Proposal(), "peer_id", s.PeerID().String(), "auth", s.PeerAuth())
+			if err := s.ChildErr(); err != nil {
+				m.log.Warn("ike: first CHILD_SA refused", "peer", ms.peer.Name, "err", err)
+			}
 		}
 		if ms.rekeyT == nil && ms.peer.RekeyTime > 0 {
 			ms.rekeyT = m.cfg.AfterFunc(m.rekeyDelay(ms.peer.RekeyTime), func() { m.timer(ms, func() error { return ms.sa.Rekey() }) })

@@ -51,6 +51,9 @@ func (s *IKESA) rekeyIKE(group sa.DHGroup) error {
 					return s.rekeyIKE(g)
 				}
 			}
+			if findNotify(resp, message.NoProposalChosen) != nil {
+				return fmt.Errorf("ike: IKE SA rekey refused: %w", &ProposalError{What: "IKE SA rekey", Ours: s.cfg.IKEProposals})
+			}
 			if n := firstError(resp); n != nil {
 				return fmt.Errorf("ike: IKE SA rekey refused: %w", &NotifyError{Type: n.NotifyType})
 			}
@@ -130,7 +133,10 @@ func (s *IKESA) handleIKERekeyRequest(ps []message.Payload, saP *message.SA, non
 	st, chosen, err := selectProposal(guessed, saP)
 	if err != nil {
 		if st, _, err = selectProposal(s.cfg.IKEProposals, saP); err != nil {
-			return refuse(&message.Notify{NotifyType: message.NoProposalChosen})
+			if err := respond(&message.Notify{NotifyType: message.NoProposalChosen}); err != nil {
+				return err
+			}
+			return refusedProposal("IKE SA rekey", s.cfg.IKEProposals, saP)
 		}
 		return refuse(&message.Notify{NotifyType: message.InvalidKEPayload, Data: binary.BigEndian.AppendUint16(nil, uint16(st.dh))})
 	}
