@@ -58,6 +58,19 @@ type ManagerConfig struct {
 	// lifetimes do not both rekey at once (strongSwan's rand_time); nil
 	// means up to a tenth of the interval, from math/rand.
 	Jitter func(d time.Duration) time.Duration
+
+	// CookieThreshold: with this many half-open IKE SAs (we answered
+	// IKE_SA_INIT, IKE_AUTH has not come) a new IKE_SA_INIT must carry a
+	// COOKIE (RFC 7296 §2.6) before we keep any state for it. 0 means 10,
+	// strongSwan's cookie_threshold; negative never asks for cookies.
+	CookieThreshold int
+	// BlockThreshold limits the half-open IKE SAs of one peer address;
+	// further IKE_SA_INITs from it are dropped. 0 means 5, strongSwan's
+	// block_threshold; negative means no limit.
+	BlockThreshold int
+	// HalfOpenTimeout drops a half-open IKE SA that long after its
+	// IKE_SA_INIT; 0 means 30 s, strongSwan's half_open_timeout.
+	HalfOpenTimeout time.Duration
 }
 
 // managed is one IKE SA under the manager's care.
@@ -74,6 +87,17 @@ type managed struct {
 	rekeyT      Timer
 	childT      map[*ChildSA]Timer
 	lastHeard   time.Time
+
+	halfOpen  bool       // counted in Manager.halfOpen: a responder waiting for IKE_AUTH
+	halfOpenT Timer      // drops it if IKE_AUTH does not come
+	initAddr  netip.Addr // responder: where its IKE_SA_INIT came from (its byInit key)
+}
+
+// initKey names a responder by the initiator's address and SPI, which is
+// all a retransmitted IKE_SA_INIT request has.
+type initKey struct {
+	addr netip.Addr
+	spii uint64
 }
 
 // Manager runs the IKE SAs of all peers: it routes datagrams to them by
@@ -87,6 +111,11 @@ type Manager struct {
 	bySPI  map[uint64]*managed // our SPI of each IKE SA
 	byPeer map[string]*managed // the current IKE SA of each peer
 	closed bool
+
+	byInit     map[initKey]*managed // responders by initiator address and SPI
+	halfOpen   int                  // responders waiting for IKE_AUTH
+	halfOpenBy map[netip.Addr]int   // the same, per initiator address
+	cookies    *cookieJar
 }
 
 // NewManager checks the peers and returns an idle manager.
@@ -125,11 +154,21 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 			return time.Duration(rand.Int64N(int64(d / 10)))
 		}
 	}
+	if cfg.CookieThreshold == 0 {
+		cfg.CookieThreshold = 10
+	}
+	if cfg.BlockThreshold == 0 {
+		cfg.BlockThreshold = 5
+	}
+	if cfg.HalfOpenTimeout == 0 {
+		cfg.HalfOpenTimeout = 30 * time.Second
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: log, bySPI: map[uint64]*managed{}, byPeer: map[string]*managed{}}, nil
+	return &Manager{cfg: cfg, log: log, bySPI: map[uint64]*managed{}, byPeer: map[string]*managed{},
+		byInit: map[initKey]*managed{}, halfOpenBy: map[netip.Addr]int{}, cookies: newCookieJar()}, nil
 }
 
 func (m *Manager) peer(name string) *Peer {
@@ -257,9 +296,14 @@ func (m *Manager) Handle(from netip.AddrPort, natt bool, b []byte) {
 	}
 	ms := m.bySPI[ours]
 	if ms == nil && ours == 0 && h.Exchange == message.IKESAInit && h.Flags&message.FlagResponse == 0 {
-		ms = m.responderFor(from, h.SPIi)
-		if ms == nil {
-			return
+		// A retransmitted request reaches the responder already made.
+		if ms = m.byInit[initKey{from.Addr(), h.SPIi}]; ms == nil {
+			if !m.admit(from, natt, h, b) {
+				return
+			}
+			if ms = m.responderFor(from); ms == nil {
+				return
+			}
 		}
 	}
 	if ms == nil {
@@ -279,21 +323,90 @@ func (m *Manager) Handle(from netip.AddrPort, natt bool, b []byte) {
 		// (Re)register: the SPI is known from Start on.
 		m.bySPI[ourSPI(ms.sa)] = ms
 	}
-	if !ms.sa.initiator && ms.sa.State() == StateInitDone {
+	if !ms.sa.initiator && ms.sa.State() == StateInitDone && !ms.halfOpen {
 		m.bySPI[ourSPI(ms.sa)] = ms
+		ms.initAddr = from.Addr()
+		m.byInit[initKey{ms.initAddr, ms.sa.spii}] = ms
+		m.countHalfOpen(ms, true)
+		ms.halfOpenT = m.cfg.AfterFunc(m.cfg.HalfOpenTimeout, func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if !m.closed && ms.sa.State() == StateInitDone {
+				m.log.Info("ike: half-open IKE SA timed out", "peer", ms.peer.Name, "from", ms.remote)
+				ms.sa.fail(errors.New("ike: no IKE_AUTH after IKE_SA_INIT"))
+				m.forget(ms)
+			}
+		})
 	}
 	m.after(ms)
 }
 
-// responderFor finds the peer an IKE_SA_INIT request is for, by address,
-// and makes a responder for it; a retransmitted request reaches the
-// responder already made.
-func (m *Manager) responderFor(from netip.AddrPort, spii uint64) *managed {
-	for _, ms := range m.bySPI {
-		if !ms.sa.initiator && ms.sa.spii == spii && ms.remote.Addr() == from.Addr() {
-			return ms
-		}
+// countHalfOpen adds or removes a responder from the half-open counts.
+func (m *Manager) countHalfOpen(ms *managed, open bool) {
+	if ms.halfOpen == open {
+		return
 	}
+	ms.halfOpen = open
+	addr := ms.initAddr
+	if open {
+		m.halfOpen++
+		m.halfOpenBy[addr]++
+		return
+	}
+	m.halfOpen--
+	if m.halfOpenBy[addr]--; m.halfOpenBy[addr] <= 0 {
+		delete(m.halfOpenBy, addr)
+	}
+	if ms.halfOpenT != nil {
+		ms.halfOpenT.Stop()
+	}
+}
+
+// admit decides whether a new IKE_SA_INIT request may make a responder:
+// not beyond the per-address limit, and above the cookie threshold only
+// with a valid COOKIE; otherwise it is answered with one, statelessly.
+func (m *Manager) admit(from netip.AddrPort, natt bool, h message.Header, b []byte) bool {
+	if m.cfg.BlockThreshold > 0 && m.halfOpenBy[from.Addr()] >= m.cfg.BlockThreshold {
+		m.log.Debug("ike: drop IKE_SA_INIT: too many half-open IKE SAs from this address", "from", from)
+		return false
+	}
+	if m.cfg.CookieThreshold < 0 || m.halfOpen < m.cfg.CookieThreshold {
+		return true
+	}
+	req, err := message.Parse(b)
+	if err != nil {
+		return false
+	}
+	nonce := find[*message.Nonce](req.Payloads, nil)
+	if nonce == nil {
+		return false
+	}
+	// RFC 7296 §2.6: the cookie is the first payload.
+	if n, ok := req.Payloads[0].(*message.Notify); ok && n.NotifyType == message.Cookie &&
+		m.cookies.valid(n.Data, nonce.Data, from.Addr(), h.SPIi) {
+		return true
+	}
+	resp := &message.Message{
+		Header:   message.Header{SPIi: h.SPIi, Exchange: message.IKESAInit, Flags: message.FlagResponse},
+		Payloads: []message.Payload{&message.Notify{NotifyType: message.Cookie, Data: m.cookies.make(nonce.Data, from.Addr(), h.SPIi)}},
+	}
+	if out, err := resp.Marshal(); err == nil {
+		m.cfg.Send(from, natt, out)
+	}
+	return false
+}
+
+// HalfOpen is the number of IKE SAs we answered IKE_SA_INIT for that
+// wait for IKE_AUTH.
+func (m *Manager) HalfOpen() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.halfOpen
+}
+
+// responderFor finds the peer an IKE_SA_INIT request is for, by address,
+// and makes a responder for it.
+func (m *Manager) responderFor(from netip.AddrPort) *managed {
 	var p *Peer
 	for i := range m.cfg.Peers {
 		q := &m.cfg.Peers[i]
@@ -319,6 +432,9 @@ func (m *Manager) responderFor(from netip.AddrPort, spii uint64) *managed {
 // after looks at an IKE SA once it has acted, and sets its timers.
 func (m *Manager) after(ms *managed) {
 	s := ms.sa
+	if ms.halfOpen && s.State() != StateInitDone {
+		m.countHalfOpen(ms, false)
+	}
 	switch s.State() {
 	case StateFailed, StateDeleted:
 		if m.byPeer[ms.peer.Name] == ms {
@@ -538,10 +654,14 @@ func (m *Manager) forget(ms *managed) {
 		t.Stop()
 		delete(ms.childT, c)
 	}
+	m.countHalfOpen(ms, false)
 	for spi, x := range m.bySPI {
 		if x == ms {
 			delete(m.bySPI, spi)
 		}
+	}
+	if k := (initKey{ms.initAddr, ms.sa.spii}); m.byInit[k] == ms {
+		delete(m.byInit, k)
 	}
 	if m.byPeer[ms.peer.Name] == ms {
 		delete(m.byPeer, ms.peer.Name)
