@@ -27,6 +27,10 @@ import (
 // straight to the right's inbound path (and back), as wireguard-go's
 // tuntest does for its devices.
 
+// waitLimit bounds every wait for something another goroutine does; it is
+// generous because CI machines run many test binaries at once.
+const waitLimit = 10 * time.Second
+
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // newMemory starts a dataplane on dev with only the TUN reader running.
@@ -169,7 +173,7 @@ func recv(t testing.TB, ch chan []byte) []byte {
 	select {
 	case p := <-ch:
 		return p
-	case <-time.After(2 * time.Second):
+	case <-time.After(waitLimit):
 		t.Fatal("no packet came out of the TUN device")
 		return nil
 	}
@@ -187,7 +191,7 @@ func expectNothing(t testing.TB, ch chan []byte) {
 // waitDrop waits until counter r of d reaches want.
 func waitDrop(t testing.TB, d *Dataplane, r Drop, want uint64) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for d.ctr.drops[r].Load() != want {
 		if time.Now().After(deadline) {
 			t.Fatalf("%v drops = %d, want %d", r, d.ctr.drops[r].Load(), want)
@@ -615,7 +619,7 @@ func TestMemoryPeerMoves(t *testing.T) {
 		select {
 		case to := <-sentTo:
 			return to
-		case <-time.After(2 * time.Second):
+		case <-time.After(waitLimit):
 			t.Fatal("nothing sent")
 			return netip.AddrPort{}
 		}
@@ -709,7 +713,7 @@ func TestUDPLoopback(t *testing.T) {
 		if g.msg != "IKE_SA_INIT" || g.from != la {
 			t.Fatalf("IKE handler got %q from %v", g.msg, g.from)
 		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(waitLimit):
 		t.Fatal("IKE message not handed over")
 	}
 
@@ -720,7 +724,7 @@ func TestUDPLoopback(t *testing.T) {
 	defer c.Close()
 	c.Write([]byte{0xff})
 	c.Write([]byte{0, 0, 1})
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for right.Stats().Drops["malformed"] != 1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("malformed %d", right.Stats().Drops["malformed"])
@@ -730,7 +734,7 @@ func TestUDPLoopback(t *testing.T) {
 	expectNothing(t, rt.Inbound)
 	// Idle SAs: each side sends keepalives (every 50ms here), which the
 	// other counts and drops; the test's own 0xFF counts too.
-	deadline = time.Now().Add(3 * time.Second)
+	deadline = time.Now().Add(waitLimit)
 	for left.Stats().Keepalives < 2 || right.Stats().Keepalives < 3 || left.Stats().KeepalivesSent < 2 {
 		if time.Now().After(deadline) {
 			t.Fatalf("keepalives: left got %d sent %d, right got %d", left.Stats().Keepalives, left.Stats().KeepalivesSent, right.Stats().Keepalives)
