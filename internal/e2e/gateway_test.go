@@ -98,6 +98,7 @@ type suite struct {
 	// address (a secondary address the test adds).
 	leftAddr string
 	spiShift int // added to both SPIs (reload tests)
+	esn      bool
 	// keys: left→right and right→left, hex without 0x
 	encKeyLR, encKeyRL     string
 	integKeyLR, integKeyRL string
@@ -168,12 +169,13 @@ local_ts      = %s
 remote_ts     = %s
 protocol      = %q
 encap         = %v
+esn           = %v
 replay_window = 64
 
 [manual.lab.out]
 %s
 [manual.lab.in]
-%s`, filepath.Join(dir, side+".sock"), local, remote, lts, rts, s.protocol, s.encap,
+%s`, filepath.Join(dir, side+".sock"), local, remote, lts, rts, s.protocol, s.encap, s.esn,
 		keys(outSPI, outEnc, outInteg), keys(inSPI, inEnc, inInteg))
 }
 
@@ -292,6 +294,9 @@ var (
 	cbcRL = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
 	shaLR = "1111111111111111111111111111111111111111111111111111111111111111"
 	shaRL = "2222222222222222222222222222222222222222222222222222222222222222"
+	// ChaCha20-Poly1305: 32-byte key + 4-byte salt.
+	chachaLR = "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f07000000"
+	chachaRL = "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf01020304"
 )
 
 var suites = []suite{
@@ -300,9 +305,21 @@ var suites = []suite{
 		integKeyLR: shaLR, integKeyRL: shaRL, scapyEnc: "AES_CBC", scapyInteg: "HMAC_SHA2_256_128"},
 	{name: "esp-in-udp", protocol: "esp", enc: "aes128gcm16", encap: true, encKeyLR: gcmLR, encKeyRL: gcmRL, scapyEnc: "AES_GCM_16", scapyInteg: "NONE"},
 	{name: "ah-sha256", protocol: "ah", integ: "sha256", integKeyLR: shaLR, integKeyRL: shaRL, scapyInteg: "HMAC_SHA2_256_128"},
+	{name: "esp-chacha20-poly1305", protocol: "esp", enc: "chacha20poly1305", encKeyLR: chachaLR, encKeyRL: chachaRL, scapyEnc: "CHACHA20_POLY1305", scapyInteg: "NONE"},
+	{name: "esp-aes256-sha512-esn", protocol: "esp", enc: "aes256", integ: "sha512", esn: true, encKeyLR: shaLR, encKeyRL: shaRL,
+		integKeyLR: shaLR + shaRL, integKeyRL: shaRL + shaLR, scapyEnc: "AES_CBC", scapyInteg: "HMAC_SHA2_512_256"},
 	{name: "esp-aes-gcm-outer-ipv6", protocol: "esp", enc: "aes128gcm16", outer6: true, encKeyLR: gcmLR, encKeyRL: gcmRL, scapyEnc: "AES_GCM_16", scapyInteg: "NONE"},
 	{name: "esp-in-udp-outer-ipv6", protocol: "esp", enc: "aes128gcm16", encap: true, outer6: true, encKeyLR: gcmLR, encKeyRL: gcmRL, scapyEnc: "AES_GCM_16", scapyInteg: "NONE"},
 	{name: "ah-sha256-outer-ipv6", protocol: "ah", integ: "sha256", outer6: true, integKeyLR: shaLR, integKeyRL: shaRL, scapyInteg: "HMAC_SHA2_256_128"},
+}
+
+func byName(name string) suite {
+	for _, s := range suites {
+		if s.name == name {
+			return s
+		}
+	}
+	panic("no suite " + name)
 }
 
 // fromLeft reports whether the outer packet p was sent by gl.
@@ -328,7 +345,7 @@ func TestManualTunnel(t *testing.T) {
 	needLab(t)
 	for i, s := range suites {
 		t.Run(s.name, func(t *testing.T) {
-			l := startLab(t, fmt.Sprintf("dp%d", i+1), s, nil)
+			l := startLab(t, fmt.Sprintf("dpt%d", i+1), s, nil)
 			wan := l.topo.WANIface(netns.GR)
 			filter := map[string]string{"esp": "esp", "ah": "ah"}[s.protocol]
 			if s.encap {
@@ -411,13 +428,14 @@ func (l *lab) scapyOpen(t *testing.T, s suite, pkts [][]byte) {
 		Integ    string `json:"integ"`
 		IntegKey string `json:"integ_key,omitempty"`
 		SPI      uint32 `json:"spi"`
+		ESN      bool   `json:"esn,omitempty"`
 		Packet   string `json:"packet,omitempty"`
 		ESP      string `json:"esp,omitempty"`
 	}
 	var reqs []req
 	for i, p := range pkts {
 		lr := fromLeft(p)
-		r := req{Name: fmt.Sprint(i), Proto: strings.ToUpper(s.protocol), Integ: s.scapyInteg, SPI: spiRL}
+		r := req{Name: fmt.Sprint(i), Proto: strings.ToUpper(s.protocol), Integ: s.scapyInteg, SPI: spiRL, ESN: s.esn}
 		r.EncKey, r.IntegKey = s.encKeyRL, s.integKeyRL
 		if lr {
 			r.SPI, r.EncKey, r.IntegKey = spiLR, s.encKeyLR, s.integKeyLR
@@ -495,7 +513,7 @@ func (l *lab) scapyOpen(t *testing.T, s suite, pkts [][]byte) {
 // cleartext claiming to come from the far LAN must not reach hl.
 func TestManualTunnelRejects(t *testing.T) {
 	needLab(t)
-	l := startLab(t, "dp9", suites[0], nil)
+	l := startLab(t, "dp9", byName("esp-aes-gcm"), nil)
 	wan := l.topo.WANIface(netns.GL)
 	capt, err := l.topo.Capture(netns.GL, wan, "esp")
 	if err != nil {
@@ -613,7 +631,7 @@ func TestManualTunnelPathMTU(t *testing.T) {
 	for i, tc := range []struct {
 		s        suite
 		maxInner int
-	}{{suites[0], espMax}, {suites[3], ahMax}} {
+	}{{byName("esp-aes-gcm"), espMax}, {byName("ah-sha256"), ahMax}} {
 		t.Run(tc.s.name, func(t *testing.T) {
 			testPathMTU(t, fmt.Sprintf("dp%d", 10+i), tc.s, wanMTU, tc.maxInner)
 		})
@@ -684,7 +702,7 @@ func testPathMTU(t *testing.T, prefix string, s suite, wanMTU, maxInner int) {
 // its TUN device, routes and rules, and logged its final counters.
 func TestShutdown(t *testing.T) {
 	needLab(t)
-	l := startLab(t, "dp12", suites[0], nil)
+	l := startLab(t, "dp12", byName("esp-aes-gcm"), nil)
 	if err := l.topo.Ping(netns.HL, netns.HR4, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -727,7 +745,7 @@ func TestShutdown(t *testing.T) {
 // authenticated packets and answers there.
 func TestManualTunnelNAT(t *testing.T) {
 	needLab(t)
-	s := suites[2] // ESP-in-UDP, AES-GCM
+	s := byName("esp-in-udp") // ESP-in-UDP, AES-GCM
 	s.nat = true
 	l := startLab(t, "dp13", s, nil)
 	if err := l.topo.Ping(netns.HL, netns.HR4, 3); err != nil {
@@ -751,9 +769,9 @@ func TestManualTunnelLocalAddr(t *testing.T) {
 		s    suite
 		addr string
 	}{
-		{suites[0], "198.18.0.11"},
-		{suites[2], "198.18.0.11"},
-		{suites[4], "2001:db8:18::11"},
+		{byName("esp-aes-gcm"), "198.18.0.11"},
+		{byName("esp-in-udp"), "198.18.0.11"},
+		{byName("esp-aes-gcm-outer-ipv6"), "2001:db8:18::11"},
 	} {
 		t.Run(tc.s.name, func(t *testing.T) {
 			s := tc.s
@@ -808,7 +826,7 @@ func TestManualTunnelLocalAddr(t *testing.T) {
 // load leaves the running SAs alone.
 func TestReload(t *testing.T) {
 	needLab(t)
-	s := suites[0]
+	s := byName("esp-aes-gcm")
 	l := startLab(t, "dp17", s, nil)
 	if err := l.topo.Ping(netns.HL, netns.HR4, 1); err != nil {
 		t.Fatal(err)
@@ -885,7 +903,7 @@ func TestReload(t *testing.T) {
 // `isle up` explains that manual SAs need no initiation.
 func TestStatus(t *testing.T) {
 	needLab(t)
-	l := startLab(t, "dp18", suites[1], nil)
+	l := startLab(t, "dp18", byName("esp-aes-cbc-sha256"), nil)
 	if err := l.topo.Ping(netns.HL, netns.HR4, 3); err != nil {
 		t.Fatal(err)
 	}
