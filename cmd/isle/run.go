@@ -14,15 +14,22 @@ import (
 	"github.com/isle-ipsec/isle/internal/gateway"
 )
 
-// statsFileEnv names a file that `isle run` rewrites with the counters
-// (JSON) on SIGUSR1 and at exit, until the control socket's
-// `isle status` exists.
+// statsFileEnv names a file that `isle run` rewrites with the dataplane's
+// counters (JSON) on SIGUSR1 and at exit: for tests and scripts that want
+// them without the control socket (`isle status` shows them too).
 const statsFileEnv = "ISLE_STATS_FILE"
 
 // runGateway runs the gateway in the foreground until SIGINT or SIGTERM;
 // SIGHUP reloads the configuration and SIGUSR1 reports the counters.
 func runGateway(cfg *config.Config, path string) error {
 	log := newLogger(cfg.Gateway)
+	// Signals first: SIGHUP's default action would end a gateway that
+	// is still starting.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	log.Info("starting", "config", path, "manual_sas", len(cfg.Manual), "connections", len(cfg.Connections))
 	if len(cfg.Connections) > 0 {
 		log.Warn("IKE is not implemented yet: [connections] are ignored, only [manual] SAs are installed")
@@ -38,13 +45,8 @@ func runGateway(cfg *config.Config, path string) error {
 		ctl.Close()
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- control.ServeListener(ctx, ctl, g) }()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	go func() {
 		for sig := range sigs {
 			if sig == syscall.SIGHUP {
