@@ -24,6 +24,9 @@ type ChildSA struct {
 	OutboundEncKey, OutboundIntegKey []byte
 
 	LocalTS, RemoteTS []policy.Selector // after narrowing
+
+	replaced bool // rekeyed (by either peer): not to be rekeyed again
+	deleting bool // our Delete for it is out
 }
 
 // SAConfigs returns the two sa.Config values of the pair. The caller adds

@@ -36,6 +36,9 @@ func (s *IKESA) createChild(name string, old *ChildSA, group sa.DHGroup) error {
 		if old != nil && !slices.Contains(s.children, old) {
 			return nil, nil, errors.New("ike: rekey of a CHILD_SA that is gone")
 		}
+		if old != nil && (old.replaced || old.deleting) {
+			return nil, nil, fmt.Errorf("ike: CHILD_SA %s %08x is already rekeyed or being deleted", old.Name, old.InboundSPI)
+		}
 		cc := s.childConfig(name)
 		if cc == nil {
 			return nil, nil, fmt.Errorf("ike: CHILD_SA %s is no longer configured", name)
@@ -74,16 +77,32 @@ func (s *IKESA) createChild(name string, old *ChildSA, group sa.DHGroup) error {
 		}
 		ps = append(ps, tsToWire(localTS, false), tsToWire(remoteTS, true))
 		what := "creation of CHILD_SA " + name
+		var rk *childRekey
 		if old != nil {
 			what = fmt.Sprintf("rekey of CHILD_SA %s %08x", name, old.InboundSPI)
+			rk = &childRekey{ni: ni}
+			if s.childRekeys == nil {
+				s.childRekeys = map[*ChildSA]*childRekey{}
+			}
+			s.childRekeys[old] = rk
 		}
 
 		onResponse := func(resp []message.Payload) error {
-			if n := findNotify(resp, message.InvalidKEPayload); n != nil && len(n.Data) == 2 {
+			if old != nil {
+				delete(s.childRekeys, old)
+			}
+			gone := old != nil && !slices.Contains(s.children, old)
+			if n := findNotify(resp, message.InvalidKEPayload); n != nil && len(n.Data) == 2 && !gone && (rk == nil || rk.peerChild == nil) {
 				g := sa.DHGroup(binary.BigEndian.Uint16(n.Data))
 				if (key == nil || g != key.Group()) && slices.ContainsFunc(props, func(p sa.Proposal) bool { return slices.Contains(p.DH, g) }) {
 					return s.createChild(name, old, g)
 				}
+			}
+			if firstError(resp) != nil && (gone || rk != nil && rk.peerChild != nil) {
+				// The peer deleted the CHILD_SA (§2.25.1), or replaced it
+				// with its own rekey, while our request was out: nothing
+				// is missing.
+				return nil
 			}
 			if findNotify(resp, message.NoProposalChosen) != nil {
 				return fmt.Errorf("ike: %s refused: %w", what, &ProposalError{What: "CHILD_SA " + name, Ours: props})
@@ -95,8 +114,19 @@ func (s *IKESA) createChild(name string, old *ChildSA, group sa.DHGroup) error {
 			if err != nil {
 				return fmt.Errorf("ike: %s: %w", what, err)
 			}
+			nonce := find[*message.Nonce](resp, nil)
+			if rk != nil && rk.peerChild != nil && compareNonces(lowerNonce(ni, nonce.Data), rk.peerLow) < 0 {
+				// We lost the collision: ours is the redundant CHILD_SA,
+				// never installed; the peer deletes the old one.
+				return s.deleteRedundantChild(child)
+			}
+			if gone {
+				s.addChild(child, nil) // the peer deleted the old one meanwhile
+				return nil
+			}
 			s.addChild(child, old)
 			if old != nil {
+				old.replaced = true
 				return s.DeleteChild(old)
 			}
 			return nil
@@ -194,6 +224,11 @@ func (s *IKESA) handleCreateChildRequest(raw []byte, m *message.Message) error {
 		if old = s.childByOutbound(n.Protocol, binary.BigEndian.Uint32(n.SPI)); old == nil {
 			return refuse(&message.Notify{Protocol: n.Protocol, SPI: n.SPI, NotifyType: message.ChildSANotFound})
 		}
+		if old.deleting {
+			// We are deleting it: the peer will see our Delete (RFC 7296
+			// §2.25.1), as strongSwan answers.
+			return refuse(&message.Notify{NotifyType: message.TemporaryFailure})
+		}
 	}
 	ke := find[*message.KE](ps, nil)
 	only := ""
@@ -250,6 +285,14 @@ func (s *IKESA) handleCreateChildRequest(raw []byte, m *message.Message) error {
 	resp = append(resp, tsToWire(remote, false), tsToWire(local, true))
 	if err := respond(resp...); err != nil {
 		return err
+	}
+	if old != nil {
+		old.replaced = true
+		if rk := s.childRekeys[old]; rk != nil {
+			// Our own rekey of it is out: a collision, settled when our
+			// response arrives.
+			rk.peerChild, rk.peerLow = child, lowerNonce(nonce.Data, nr)
+		}
 	}
 	s.addChild(child, old)
 	return nil

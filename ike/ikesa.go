@@ -107,6 +107,9 @@ type IKESA struct {
 	peerScheme         string     // how the peer's certificate signature was made
 	queue              []func() error
 	childSPI           uint32 // our inbound SPI for the CHILD_SA being created
+
+	childRekeys map[*ChildSA]*childRekey // our outstanding CHILD_SA rekeys
+	ikeRekey    *ikeRekey                // our outstanding IKE SA rekey
 }
 
 // NewInitiator prepares an IKE SA that will start the negotiation.

@@ -42,6 +42,7 @@ func (s *IKESA) Delete() error {
 // known to the peer.
 func (s *IKESA) DeleteChild(c *ChildSA) error {
 	return s.startRequest(message.Informational, func() ([]message.Payload, func([]message.Payload) error, error) {
+		c.deleting = true
 		d := &message.Delete{Protocol: message.ProtocolFromSA(c.Protocol), SPIs: [][]byte{binary.BigEndian.AppendUint32(nil, c.InboundSPI)}}
 		return []message.Payload{d}, func([]message.Payload) error {
 			s.removeChild(c)

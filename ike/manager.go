@@ -762,3 +762,16 @@ func (m *Manager) RekeyChild(name string, inboundSPI uint32) error {
 	}
 	return fmt.Errorf("ike: peer %q has no CHILD_SA %08x", name, inboundSPI)
 }
+
+// RekeyIKE rekeys the IKE SA of a peer now (swanctl --rekey --ike).
+func (m *Manager) RekeyIKE(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ms := m.byPeer[name]
+	if ms == nil {
+		return fmt.Errorf("ike: peer %q has no IKE SA", name)
+	}
+	err := ms.sa.Rekey()
+	m.after(ms)
+	return err
+}

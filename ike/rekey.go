@@ -39,12 +39,18 @@ func (s *IKESA) rekeyIKE(group sa.DHGroup) error {
 			return nil, nil, err
 		}
 		props := s.cfg.IKEProposals
+		rk := &ikeRekey{ni: ni}
+		s.ikeRekey = rk
 		ps := []message.Payload{
 			proposalsToWire(props, binary.BigEndian.AppendUint64(nil, spi)),
 			&message.Nonce{Data: ni},
 			&message.KE{Group: group, Data: key.PublicKey()},
 		}
 		onResponse := func(resp []message.Payload) error {
+			s.ikeRekey = nil
+			if rk.peerNew != nil && firstError(resp) != nil {
+				return nil // the peer's rekey, which crossed ours, stands
+			}
 			if n := findNotify(resp, message.InvalidKEPayload); n != nil && len(n.Data) == 2 {
 				g := sa.DHGroup(binary.BigEndian.Uint16(n.Data))
 				if g != group && slices.ContainsFunc(props, func(p sa.Proposal) bool { return slices.Contains(p.DH, g) }) {
@@ -75,6 +81,9 @@ func (s *IKESA) rekeyIKE(group sa.DHGroup) error {
 				return fmt.Errorf("ike: IKE SA rekey: %w", err)
 			}
 			defer clear(gir)
+			if rk.peerNew != nil {
+				return s.settleIKERekeyCollision(rk, st, spi, binary.BigEndian.Uint64(chosen.SPI), ni, nonce.Data, gir)
+			}
 			if _, err := s.rekeyed(st, true, spi, binary.BigEndian.Uint64(chosen.SPI), ni, nonce.Data, gir); err != nil {
 				return err
 			}
@@ -86,6 +95,27 @@ func (s *IKESA) rekeyIKE(group sa.DHGroup) error {
 
 // rekeyed builds the IKE SA that replaces s and moves the CHILD_SAs to it.
 func (s *IKESA) rekeyed(st suite, weInitiated bool, ourSPI, peerSPI uint64, ni, nr, gir []byte) (*IKESA, error) {
+	n, err := s.newRekeyed(st, weInitiated, ourSPI, peerSPI, ni, nr, gir)
+	if err != nil {
+		return nil, err
+	}
+	s.handOver(n)
+	return n, nil
+}
+
+// handOver makes n the successor of s, carrying its CHILD_SAs.
+func (s *IKESA) handOver(n *IKESA) {
+	n.children, s.children = s.children, nil
+	n.child = s.child
+	s.successor = n
+	if s.cfg.OnRekey != nil {
+		s.cfg.OnRekey(s, n)
+	}
+}
+
+// newRekeyed builds an IKE SA rekeying s (RFC 7296 §2.18), without
+// CHILD_SAs yet.
+func (s *IKESA) newRekeyed(st suite, weInitiated bool, ourSPI, peerSPI uint64, ni, nr, gir []byte) (*IKESA, error) {
 	n := &IKESA{
 		cfg: s.cfg, send: s.send, rand: s.rand, initiator: weInitiated, state: StateEstablished,
 		ni: append([]byte(nil), ni...), nr: append([]byte(nil), nr...),
@@ -101,12 +131,6 @@ func (s *IKESA) rekeyed(st suite, weInitiated bool, ourSPI, peerSPI uint64, ni, 
 	if err := n.installKeys(st, skeyseed); err != nil {
 		return nil, fmt.Errorf("ike: IKE SA rekey: %w", err)
 	}
-	n.children, s.children = s.children, nil
-	n.child = s.child
-	s.successor = n
-	if s.cfg.OnRekey != nil {
-		s.cfg.OnRekey(s, n)
-	}
 	return n, nil
 }
 
@@ -117,9 +141,10 @@ func (s *IKESA) handleIKERekeyRequest(ps []message.Payload, saP *message.SA, non
 	if ke == nil {
 		return refuse(&message.Notify{NotifyType: message.InvalidSyntax})
 	}
-	if s.successor != nil || s.lastRequest != nil && s.pending != nil && s.pending.exchange == message.CreateChildSA {
-		// A rekey is already under way; collisions are not resolved yet
-		// (RFC 7296 §2.8.2), so ask the peer to retry later.
+	if s.successor != nil || s.ikeRekey == nil && s.lastRequest != nil && s.pending != nil && s.pending.exchange == message.CreateChildSA {
+		// Rekeyed already, or a CHILD_SA exchange of ours is out: the
+		// peer may try again later. A crossing IKE SA rekey of ours is
+		// answered and settled by the nonces (RFC 7296 §2.8.2).
 		return refuse(&message.Notify{NotifyType: message.TemporaryFailure})
 	}
 	var guessed []sa.Proposal
@@ -164,6 +189,9 @@ func (s *IKESA) handleIKERekeyRequest(ps []message.Payload, saP *message.SA, non
 		&message.Nonce{Data: nr}, &message.KE{Group: st.dh, Data: key.PublicKey()}); err != nil {
 		return err
 	}
-	_, err = s.rekeyed(st, false, spi, binary.BigEndian.Uint64(chosen.SPI), nonce.Data, nr, gir)
+	n, err := s.rekeyed(st, false, spi, binary.BigEndian.Uint64(chosen.SPI), nonce.Data, nr, gir)
+	if err == nil && s.ikeRekey != nil {
+		s.ikeRekey.peerNew, s.ikeRekey.peerLow = n, lowerNonce(nonce.Data, nr)
+	}
 	return err
 }

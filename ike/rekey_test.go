@@ -36,6 +36,9 @@ func (rt *router) run(t *testing.T) (errs []error) {
 		if len(rt.l.toR) > 0 {
 			b := rt.l.toR[0]
 			rt.l.toR = rt.l.toR[1:]
+			if rt.l.drop != nil && rt.l.drop(true, b) {
+				continue
+			}
 			if err := rt.pick(rt.rs, b).Handle(b); err != nil {
 				errs = append(errs, err)
 			}
@@ -43,6 +46,9 @@ func (rt *router) run(t *testing.T) (errs []error) {
 		if len(rt.l.toI) > 0 {
 			b := rt.l.toI[0]
 			rt.l.toI = rt.l.toI[1:]
+			if rt.l.drop != nil && rt.l.drop(false, b) {
+				continue
+			}
 			if err := rt.pick(rt.is, b).Handle(b); err != nil {
 				errs = append(errs, err)
 			}
