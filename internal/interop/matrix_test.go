@@ -1,0 +1,440 @@
+package interop
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/isle-ipsec/isle/internal/netns"
+	"github.com/isle-ipsec/isle/internal/swan"
+	"github.com/isle-ipsec/isle/internal/testenv"
+)
+
+// tcase is one case of a group: a setup and what to do with it (nil: bring
+// the tunnel up, check that both daemons agree, send traffic).
+type tcase struct {
+	name string
+	what string
+	s    setup
+	run  func(t *testing.T, p *pair)
+}
+
+// group is cases sharing one lab, run one after the other; groups run in
+// parallel (as many as go test -parallel allows) on their own prefixes.
+type group struct {
+	name   string
+	prefix string // "io…": namespaces of this suite
+	nat    bool
+	cases  []tcase
+}
+
+func runGroups(t *testing.T, groups []group) {
+	if testenv.Short() {
+		t.Skip("namespace test: not in -short")
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			t.Parallel()
+			var opts []netns.Option
+			if g.nat {
+				opts = append(opts, netns.WithNAT())
+			}
+			topo := netns.NewTopology(t, g.prefix, opts...)
+			for _, c := range g.cases {
+				t.Run(c.name, func(t *testing.T) {
+					record(t, g.name, c.what)
+					p := newPair(t, topo, c.s)
+					p.start()
+					run := c.run
+					if run == nil {
+						run = basic
+					}
+					run(t, p)
+				})
+			}
+		})
+	}
+}
+
+// basic: the tunnel comes up, both sides agree, traffic crosses it.
+func basic(t *testing.T, p *pair) {
+	p.establish()
+	p.traffic()
+}
+
+func role(isleInit bool) string {
+	if isleInit {
+		return "isle-init"
+	}
+	return "swan-init"
+}
+
+// proposalCases: each IKE proposal with one ESP proposal, in both roles,
+// and both daemons' defaults.
+func proposalCases(isleInit bool) []tcase {
+	suites := []struct {
+		ike, esp         string
+		wantIKE, wantESP string
+	}{
+		{"aes128gcm16-prfsha256-x25519", "aes128gcm16", "AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE_25519", "AES_GCM_16_128"},
+		{"aes256gcm16-prfsha384-ecp384", "aes256gcm16", "AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384", "AES_GCM_16_256"},
+		{"aes256-sha256-modp2048", "aes256-sha256", "AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048", "AES_CBC_256/HMAC_SHA2_256_128"},
+		{"chacha20poly1305-prfsha256-x25519", "chacha20poly1305", "CHACHA20_POLY1305/PRF_HMAC_SHA2_256/CURVE_25519", "CHACHA20_POLY1305"},
+		{"aes128-sha1-modp2048", "aes128-sha1", "AES_CBC_128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_2048", "AES_CBC_128/HMAC_SHA1_96"},
+	}
+	var cases []tcase
+	for _, s := range suites {
+		cases = append(cases, tcase{
+			name: s.ike + "+" + s.esp,
+			what: fmt.Sprintf("%s: IKE %s, ESP %s on both sides, PSK", role(isleInit), s.ike, s.esp),
+			s: setup{isleInit: isleInit, auth: authPSK,
+				isleIKE: []string{s.ike}, isleESP: []string{s.esp}, swanIKE: []string{s.ike}, swanESP: []string{s.esp},
+				wantIKE: s.wantIKE, wantESP: s.wantESP},
+		})
+	}
+	cases = append(cases, tcase{
+		name: "defaults",
+		what: role(isleInit) + ": strongSwan's `default` proposals against isle's defaults (no proposal keys)",
+		s:    setup{isleInit: isleInit, auth: authPSK},
+	})
+	return cases
+}
+
+func authCases() []tcase {
+	var cases []tcase
+	for _, a := range []struct {
+		name string
+		kind authKind
+	}{{"rsa", authRSA}, {"ecdsa", authECDSA}, {"ed25519", authEd25519}} {
+		for _, init := range []bool{true, false} {
+			cases = append(cases, tcase{
+				name: a.name + "-" + role(init),
+				what: fmt.Sprintf("%s: %s certificates from a CA made at test time, DN identities", role(init), a.name),
+				s:    setup{isleInit: init, auth: a.kind, isleIKE: []string{"aes128gcm16-prfsha256-x25519"}},
+			})
+		}
+	}
+	for _, init := range []bool{true, false} {
+		cases = append(cases, tcase{
+			name: "chain-fragmented-" + role(init),
+			what: role(init) + ": RSA certificates under two intermediates sent by both; IKE_AUTH fragmented (RFC 7383) both ways",
+			s:    setup{isleInit: init, auth: authChain},
+			run: func(t *testing.T, p *pair) {
+				p.establish()
+				// charon splits what it sends, and reassembles what isle sent.
+				p.waitSwanLog(`splitting IKE message .* into \d+ fragments`, time.Second)
+				p.waitSwanLog(`reassembled fragmented IKE message`, time.Second)
+				p.traffic()
+			},
+		})
+	}
+	// Mixed: isle wants PSK both ways, charon certificates: neither can
+	// authenticate the other, and both must say so.
+	cases = append(cases,
+		tcase{
+			name: "mixed-psk-vs-pubkey-isle-init",
+			what: "isle-init: isle configured for PSK, strongSwan for certificates: refused, both log why",
+			s:    setup{isleInit: true, auth: authPSK, swanAuth: authECDSA},
+			run: refused(`(?i)AUTHENTICATION_FAILED|refused us|authentication failed`,
+				`no shared key found|constraint check failed|AUTH_FAILED`),
+		},
+		tcase{
+			name: "mixed-psk-vs-pubkey-swan-init",
+			what: "swan-init: isle configured for PSK, strongSwan for certificates: refused, both log why",
+			s:    setup{isleInit: false, auth: authPSK, swanAuth: authECDSA},
+			run: refused(`(?i)peer authentication failed`,
+				`received AUTHENTICATION_FAILED notify error`),
+		})
+	return cases
+}
+
+func selectorCases() []tcase {
+	return []tcase{
+		{
+			name: "narrowed-by-swan-isle-init",
+			what: "isle-init proposes 10.1.0.0/16 ↔ 10.2.0.0/16; strongSwan narrows to 10.1.0.0/24 ↔ 10.2.0.2/32",
+			s: setup{isleInit: true, auth: authPSK,
+				isleLocalTS: []string{"10.1.0.0/16"}, isleRemoteTS: []string{"10.2.0.0/16"},
+				swanLocalTS: []string{"10.2.0.2/32"}, swanRemoteTS: []string{netns.LeftLAN4},
+				wantIsleLocalTS: []string{netns.LeftLAN4}, wantIsleRemoteTS: []string{"10.2.0.2/32"}},
+		},
+		{
+			name: "narrowed-by-isle-swan-init",
+			what: "swan-init proposes 10.2.0.0/16 ↔ 10.1.0.0/16; isle narrows to 10.1.0.2/32 ↔ 10.2.0.0/24",
+			s: setup{isleInit: false, auth: authPSK,
+				isleLocalTS: []string{"10.1.0.2/32"}, isleRemoteTS: []string{netns.RightLAN4},
+				swanLocalTS: []string{"10.2.0.0/16"}, swanRemoteTS: []string{"10.1.0.0/16"},
+				wantIsleLocalTS: []string{"10.1.0.2/32"}, wantIsleRemoteTS: []string{netns.RightLAN4}},
+		},
+	}
+}
+
+// rekeyed waits, under traffic, until changed says the SAs moved on from
+// before, then checks that the pings got through and the tunnel still
+// carries a byte-checked stream.
+func underTraffic(t *testing.T, p *pair, pings int, act func(before snapshot), changed func(before, now snapshot) bool, timeout time.Duration) {
+	before := p.establish()
+	type result struct {
+		got int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		got, err := p.topo.PingCount(netns.HL, netns.HR4, pings, 100*time.Millisecond)
+		done <- result{got, err}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if act != nil {
+		act(before)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		now, err := p.compare(false)
+		if err == nil && changed(before, now) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no rekey seen after %v (last: %v)", timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if lost := pings - r.got; lost*20 > pings {
+		t.Errorf("%d of %d pings lost across the rekey (more than 5%%)", lost, pings)
+	}
+	// The old SAs go away on both sides, and the new ones carry traffic.
+	p.waitAgree(15*time.Second, true)
+	p.traffic()
+}
+
+func childRekeyed(before, now snapshot) bool {
+	return now.isleChild.SPIIn != before.isleChild.SPIIn && now.isleChild.SPIOut != before.isleChild.SPIOut
+}
+
+func ikeRekeyed(before, now snapshot) bool {
+	return now.isleIKE.SPIi != before.isleIKE.SPIi && now.isleIKE.SPIr != before.isleIKE.SPIr
+}
+
+func rekeyCases(byIsle bool) []tcase {
+	if byIsle {
+		return []tcase{
+			{
+				name: "child-rekey-by-isle",
+				what: "isle's CHILD_SA rekey_time (8s) under ping traffic: new SPIs on both sides, ≤5% loss, old SA gone",
+				s:    setup{isleInit: true, auth: authPSK, isleChild: []string{`rekey_time = "8s"`}},
+				run: func(t *testing.T, p *pair) {
+					underTraffic(t, p, 120, nil, childRekeyed, 25*time.Second)
+				},
+			},
+			{
+				name: "ike-rekey-by-isle",
+				what: "isle's IKE_SA rekey_time (8s) under ping traffic: new IKE SPIs on both sides, CHILD_SA kept",
+				s:    setup{isleInit: false, auth: authPSK, isleConn: []string{`rekey_time = "8s"`}},
+				run: func(t *testing.T, p *pair) {
+					underTraffic(t, p, 120, nil, ikeRekeyed, 25*time.Second)
+				},
+			},
+		}
+	}
+	return []tcase{
+		{
+			name: "child-rekey-by-swan",
+			what: "swanctl --rekey --child under ping traffic: new SPIs on both sides, ≤5% loss, old SA gone",
+			s:    setup{isleInit: true, auth: authPSK},
+			run: func(t *testing.T, p *pair) {
+				underTraffic(t, p, 40, func(snapshot) {
+					if err := p.charon.Rekey("net"); err != nil {
+						t.Fatal(err)
+					}
+				}, childRekeyed, 15*time.Second)
+			},
+		},
+		{
+			name: "ike-rekey-by-swan",
+			what: "swanctl --rekey --ike under ping traffic: new IKE SPIs on both sides, CHILD_SA kept",
+			s:    setup{isleInit: false, auth: authPSK},
+			run: func(t *testing.T, p *pair) {
+				underTraffic(t, p, 40, func(snapshot) {
+					if out, err := p.charon.Swanctl("--rekey", "--ike", "peer"); err != nil {
+						t.Fatalf("%v: %s", err, out)
+					}
+				}, ikeRekeyed, 15*time.Second)
+			},
+		},
+	}
+}
+
+// noSAs waits until isle (and charon, when swanToo) have no IKE_SA left.
+func (p *pair) waitNoSAs(timeout time.Duration, swanToo bool) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		isle, err1 := p.isleSAs()
+		var sw []swan.IKESA
+		var err2 error
+		if swanToo {
+			sw, err2 = p.swanSAs()
+		}
+		if err1 == nil && err2 == nil && len(isle) == 0 && len(sw) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("after %v: isle has %d IKE_SAs (%v), charon %d (%v); want none", timeout, len(isle), err1, len(sw), err2)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// noTraffic checks that hl no longer reaches hr.
+func (p *pair) noTraffic() {
+	p.t.Helper()
+	if got, _ := p.topo.PingCount(netns.HL, netns.HR4, 1, 100*time.Millisecond); got != 0 {
+		p.t.Errorf("hl still reaches hr with no SA")
+	}
+}
+
+func lifecycleCases() []tcase {
+	return []tcase{
+		{
+			name: "dpd-by-isle",
+			what: "isle's dpd_delay (2s) on an idle tunnel: charon answers the empty INFORMATIONAL, the SAs stay",
+			s:    setup{isleInit: true, auth: authPSK, isleConn: []string{`dpd_delay = "2s"`}},
+			run: func(t *testing.T, p *pair) {
+				before := p.establish()
+				p.waitSwanLog(`parsed INFORMATIONAL request \d+ \[ \]`, 10*time.Second)
+				p.waitSwanLog(`generating INFORMATIONAL response \d+ \[ \]`, time.Second)
+				if now := p.waitAgree(5*time.Second, true); now.isleIKE.SPIi != before.isleIKE.SPIi {
+					t.Errorf("the IKE_SA changed during DPD")
+				}
+				p.traffic()
+			},
+		},
+		{
+			name: "dpd-by-swan",
+			what: "charon's dpd_delay (2s): isle answers; then isle goes silent and charon declares it dead and clears the SAs",
+			s: setup{isleInit: false, auth: authPSK, swanConn: func(c *swan.Connection) { c.DPDDelay = "2s" },
+				swanSet: "  retransmit_tries = 2\n"},
+			run: func(t *testing.T, p *pair) {
+				p.establish()
+				p.waitSwanLog(`sending DPD request`, 10*time.Second)
+				p.waitSwanLog(`parsed INFORMATIONAL response \d+ \[ \]`, 5*time.Second)
+				p.traffic()
+				lift := p.block(p.isleNode, "input")
+				p.waitSwanLog(`giving up after \d+ retransmits`, 30*time.Second)
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					sas, err := p.swanSAs()
+					if err == nil && len(sas) == 0 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("charon still has %d IKE_SAs after declaring isle dead (%v)", len(sas), err)
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+				lift()
+			},
+		},
+		{
+			name: "delete-by-isle",
+			what: "`isle down peer`: charon receives the DELETE and drops the SAs; both show none and traffic stops",
+			s:    setup{isleInit: true, auth: authPSK, isleChild: []string{`dpd_action = "clear"`}},
+			run: func(t *testing.T, p *pair) {
+				p.establish()
+				if _, err := p.isleCmd("down", "peer"); err != nil {
+					t.Fatal(err)
+				}
+				p.waitSwanLog(`received DELETE for IKE_SA`, 10*time.Second)
+				p.waitNoSAs(10*time.Second, true)
+				p.noTraffic()
+			},
+		},
+		{
+			name: "delete-by-swan",
+			what: "swanctl --terminate: isle receives the DELETE and drops the SAs; both show none and traffic stops",
+			s:    setup{isleInit: false, auth: authPSK, isleChild: []string{`dpd_action = "clear"`}},
+			run: func(t *testing.T, p *pair) {
+				p.establish()
+				if err := p.charon.Terminate("peer", 10*time.Second); err != nil {
+					t.Fatal(err)
+				}
+				p.waitNoSAs(10*time.Second, true)
+				p.noTraffic()
+			},
+		},
+		{
+			name: "swan-restart",
+			what: "charon stopped with its DELETE lost, started again and initiating: isle drops the stale SAs (INITIAL_CONTACT), tunnel back",
+			s:    setup{isleInit: false, auth: authPSK, isleChild: []string{`dpd_action = "clear"`}},
+			run: func(t *testing.T, p *pair) {
+				old := p.establish()
+				lift := p.block(p.swanNode, "output")
+				if err := p.charon.Stop(); err != nil {
+					t.Fatalf("stopping charon: %v", err)
+				}
+				lift()
+				if sas, err := p.isleSAs(); err != nil || len(sas) != 1 {
+					t.Fatalf("isle should still hold the stale IKE_SA: %d (%v)", len(sas), err)
+				}
+				p.startCharon()
+				now := p.establish()
+				if now.isleIKE.SPIi == old.isleIKE.SPIi {
+					t.Errorf("isle shows the old IKE_SA after the restart")
+				}
+				p.traffic()
+			},
+		},
+	}
+}
+
+func natCases() []tcase {
+	return []tcase{
+		{
+			name: "isle-behind-nat",
+			what: "isle (initiator) behind a NAT that rewrites ports: ESP in UDP through it, charon sees the mapped port",
+			s:    setup{isleInit: true, auth: authPSK},
+			run: func(t *testing.T, p *pair) {
+				snap := p.establish()
+				if port := snap.swanIKE.RemotePort; port < netns.NATPortMin || port > netns.NATPortMax {
+					t.Errorf("charon talks to isle on port %d, want the NAT's mapping (%d-%d)", port, netns.NATPortMin, netns.NATPortMax)
+				}
+				if !snap.isleChild.Encap {
+					t.Errorf("isle's CHILD_SA is not UDP-encapsulated")
+				}
+				p.traffic()
+			},
+		},
+		{
+			name: "swan-behind-nat",
+			what: "strongSwan (initiator) behind a NAT that rewrites ports: isle answers the mapped port, traffic both ways",
+			s:    setup{isleInit: false, isleRight: true, auth: authPSK},
+			run: func(t *testing.T, p *pair) {
+				snap := p.establish()
+				if snap.swanIKE.LocalHost != netns.BehindNATGL4 {
+					t.Errorf("charon's local address %s, want %s behind the NAT", snap.swanIKE.LocalHost, netns.BehindNATGL4)
+				}
+				if !snap.isleChild.Encap {
+					t.Errorf("isle's CHILD_SA is not UDP-encapsulated")
+				}
+				p.traffic()
+			},
+		},
+	}
+}
+
+func TestMatrix(t *testing.T) {
+	t.Parallel()
+	runGroups(t, []group{
+		{name: "proposals-isle-init", prefix: "iopi", cases: proposalCases(true)},
+		{name: "proposals-swan-init", prefix: "iopr", cases: proposalCases(false)},
+		{name: "auth", prefix: "ioau", cases: authCases()},
+		{name: "selectors", prefix: "iots", cases: selectorCases()},
+		{name: "rekey-by-isle", prefix: "iork", cases: rekeyCases(true)},
+		{name: "rekey-by-swan", prefix: "iors", cases: rekeyCases(false)},
+		{name: "lifecycle", prefix: "iolc", cases: lifecycleCases()},
+		{name: "nat", prefix: "ionat", nat: true, cases: natCases()},
+	})
+}
