@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/isle-ipsec/isle/internal/config"
 	"github.com/isle-ipsec/isle/internal/control"
@@ -18,6 +21,27 @@ import (
 // counters (JSON) on SIGUSR1 and at exit: for tests and scripts that want
 // them without the control socket (`isle status` shows them too).
 const statsFileEnv = "ISLE_STATS_FILE"
+
+// retransmitEnv shortens IKE retransmissions ("500ms,3": first timeout,
+// tries) so that tests find a dead peer in seconds rather than strongSwan's
+// default of minutes.
+const retransmitEnv = "ISLE_IKE_RETRANSMIT"
+
+func parseRetransmit(v string) (time.Duration, int, error) {
+	d, n, ok := strings.Cut(v, ",")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q: want TIMEOUT,TRIES such as 500ms,3", v)
+	}
+	timeout, err := time.ParseDuration(d)
+	if err != nil || timeout <= 0 {
+		return 0, 0, fmt.Errorf("%q: bad timeout", v)
+	}
+	tries, err := strconv.Atoi(n)
+	if err != nil || tries < 1 {
+		return 0, 0, fmt.Errorf("%q: bad tries", v)
+	}
+	return timeout, tries, nil
+}
 
 // runGateway runs the gateway in the foreground until SIGINT or SIGTERM;
 // SIGHUP reloads the configuration and SIGUSR1 reports the counters.
@@ -31,16 +55,20 @@ func runGateway(cfg *config.Config, path string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log.Info("starting", "config", path, "manual_sas", len(cfg.Manual), "connections", len(cfg.Connections))
-	if len(cfg.Connections) > 0 {
-		log.Warn("IKE is not implemented yet: [connections] are ignored, only [manual] SAs are installed")
-	}
 	// The control socket first: a second gateway with the same socket
 	// fails here, before it touches the TUN device.
 	ctl, err := control.Listen(cfg.Gateway.Control)
 	if err != nil {
 		return err
 	}
-	g, err := gateway.New(cfg, gateway.Options{Version: version}, log)
+	opts := gateway.Options{Version: version}
+	if v := os.Getenv(retransmitEnv); v != "" {
+		if opts.RetransmitTimeout, opts.RetransmitTries, err = parseRetransmit(v); err != nil {
+			ctl.Close()
+			return fmt.Errorf("%s: %w", retransmitEnv, err)
+		}
+	}
+	g, err := gateway.New(cfg, opts, log)
 	if err != nil {
 		ctl.Close()
 		return err

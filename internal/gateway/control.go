@@ -13,21 +13,23 @@ import (
 // The Gateway answers the control socket (internal/control.Handler).
 var _ control.Handler = (*Gateway)(nil)
 
-// Status is what `isle status` shows: the manual SA pairs with their
-// counters, the configured connections (without IKE_SAs until the
-// negotiator runs), and the dataplane's drops by reason.
+// Status is what `isle status` shows: every configured connection with
+// its IKE SA and CHILD_SAs, the manual SA pairs with their counters, and
+// the dataplane's drops by reason.
 func (g *Gateway) Status() status.Status {
+	now := time.Now()
+	var conns []status.Connection
+	for _, cs := range g.connList() {
+		conns = append(conns, cs.status(now))
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	now := time.Now()
 	st := status.Status{Gateway: &status.Gateway{
 		Version:   g.opts.Version,
 		Interface: g.cfg.Gateway.Interface,
 		UptimeS:   status.Seconds(now.Sub(g.started)),
 	}}
-	for _, c := range g.cfg.Connections {
-		st.Connections = append(st.Connections, status.Connection{Name: c.Name})
-	}
+	st.Connections = conns
 	if g.dp == nil {
 		return st
 	}
@@ -74,23 +76,65 @@ func outer(a netip.Addr, port uint16) string {
 	return netip.AddrPortFrom(a, port).String()
 }
 
-// Up would initiate a connection; until the IKE negotiator runs there is
-// nothing to initiate, and manual SAs are always up.
-func (g *Gateway) Up(name, child string) error { return g.noIKE(name) }
+// Up initiates a connection's IKE SA with its CHILD_SAs. With the IKE SA
+// already up it says which children are installed: the negotiator
+// (ike.Manager) cannot yet add one CHILD_SA to an existing IKE SA.
+func (g *Gateway) Up(name, child string) error {
+	cs, err := g.lookup(name, child)
+	if err != nil {
+		return err
+	}
+	if cs.conf.RemoteAny || len(cs.conf.RemoteAddrs) == 0 {
+		return fmt.Errorf("connection %q has remote_addrs = [\"%%any\"]: it only responds", name)
+	}
+	if child != "" && cs.hasChild(child) {
+		return nil
+	}
+	if st := cs.mgr.Status(); len(st) > 0 && child != "" {
+		return fmt.Errorf("connection %q is up but child %q is not installed; `isle down %s` then `isle up %s` negotiates all children again", name, child, name, name)
+	}
+	if err := cs.mgr.Initiate(name); err != nil {
+		return err
+	}
+	cs.log.Info("initiating (isle up)")
+	return nil
+}
 
-// Down would delete a connection's SAs with the peer; see Up.
-func (g *Gateway) Down(name, child string) error { return g.noIKE(name) }
+// Down deletes a connection's IKE SA and CHILD_SAs with the peer
+// (DELETE). Deleting a single CHILD_SA of several is not offered by the
+// negotiator yet; with one child, NAME/CHILD deletes the IKE SA too.
+func (g *Gateway) Down(name, child string) error {
+	cs, err := g.lookup(name, child)
+	if err != nil {
+		return err
+	}
+	if child != "" && len(cs.conf.Children) > 1 {
+		return fmt.Errorf("connection %q: deleting one CHILD_SA of several is not supported yet; `isle down %s` deletes them all", name, name)
+	}
+	if err := cs.terminate(); err != nil {
+		return fmt.Errorf("connection %q: nothing to delete: %w", name, err)
+	}
+	cs.log.Info("IKE_SA deleted (isle down)")
+	return nil
+}
 
-func (g *Gateway) noIKE(name string) error {
+// lookup finds a running connection and checks the child name.
+func (g *Gateway) lookup(name, child string) (*conn, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, ok := g.cfg.Connection(name); ok {
-		return fmt.Errorf("connection %q: IKE is not running in this version; only [manual] SAs are installed", name)
+	cs := g.conns[name]
+	if cs == nil {
+		if g.manual[name] != nil {
+			return nil, fmt.Errorf("%q is a manual SA: it is installed while the gateway runs (edit the file and reload to change it)", name)
+		}
+		return nil, fmt.Errorf("no connection named %q", name)
 	}
-	if g.manual[name] != nil {
-		return fmt.Errorf("%q is a manual SA: it is installed while the gateway runs (edit the file and reload to change it)", name)
+	if child != "" {
+		if _, ok := cs.conf.Child(child); !ok {
+			return nil, fmt.Errorf("connection %q has no child %q", name, child)
+		}
 	}
-	return fmt.Errorf("no connection named %q", name)
+	return cs, nil
 }
 
 // Reload re-reads the file the configuration came from and applies it; a

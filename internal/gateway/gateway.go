@@ -1,7 +1,13 @@
 // Package gateway owns the lifetime of everything a running isle has: the
-// configuration, the SAs made from it, and the dataplane that carries
-// them. For now it installs the statically keyed SAs of [manual.*]; the
-// IKE negotiator will install negotiated ones through the same dataplane.
+// configuration, the IKE negotiators of its [connections.*] (one
+// ike.Manager each), the statically keyed SAs of [manual.*], the dataplane
+// that carries them all, the IKE port's socket, the control socket's
+// handler, the key log and the metrics endpoint.
+//
+// Locks: Gateway.mu guards the configuration and the set of connections;
+// each connection's own lock guards its installed CHILD_SAs. The
+// negotiator calls back (OnChild) with its own lock held, so nothing here
+// calls into a manager while holding a connection's lock.
 package gateway
 
 import (
@@ -9,13 +15,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"os"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/isle-ipsec/isle/internal/config"
 	"github.com/isle-ipsec/isle/internal/dataplane"
+	"github.com/isle-ipsec/isle/internal/keylog"
+	"github.com/isle-ipsec/isle/internal/metrics"
 	"github.com/isle-ipsec/isle/sa"
 )
 
@@ -28,11 +39,29 @@ type Gateway struct {
 	dp      *dataplane.Dataplane
 	manual  map[string]*manualState
 	started time.Time
+
+	conns      map[string]*conn // by connection name
+	order      []string         // connection names in file order
+	ike500     *net.UDPConn     // the IKE port's socket
+	ikeLog     *ikeLogHandler
+	ikeIn      chan datagram
+	ikeDropped atomic.Uint64
+	counters   *metrics.Counters
+	keylog     *keylog.Writer // nil unless [gateway] keylog is set
+	metricsLn  net.Listener
+	stop       chan struct{}
+	nattPort   uint16 // fixed at start: the socket is not reopened on reload
+	wg         sync.WaitGroup
 }
 
 // Options are the gateway's settings that do not come from the file.
 type Options struct {
 	Version string // shown by `isle status`
+	// RetransmitTimeout and RetransmitTries shape IKE retransmissions
+	// (zero: strongSwan's 4 s and 5 tries); tests shorten them so that a
+	// dead peer is found in seconds.
+	RetransmitTimeout time.Duration
+	RetransmitTries   int
 }
 
 // manualState is an installed [manual.NAME] pair and the table it came
@@ -57,26 +86,112 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Gateway, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &Gateway{cfg: cfg, opts: opts, log: log, manual: map[string]*manualState{}, started: time.Now()}
-	natt := int(cfg.Gateway.NATTPort)
-	dp, err := dataplane.New(dataplane.Config{
-		Interface: cfg.Gateway.Interface,
-		MTU:       cfg.Gateway.MTU,
-		NATTPort:  natt,
-		Logger:    log,
-	})
-	if err != nil {
+	g := &Gateway{cfg: cfg, opts: opts, log: log, manual: map[string]*manualState{}, started: time.Now(),
+		conns: map[string]*conn{}, ikeIn: make(chan datagram, ikeQueue), counters: &metrics.Counters{},
+		stop: make(chan struct{}), nattPort: cfg.Gateway.NATTPort}
+	g.ikeLog = newIKELogHandler(log.Handler(), g.counters)
+	if err := g.open(); err != nil {
+		g.Close()
 		return nil, err
 	}
-	g.dp = dp
 	for _, m := range cfg.Manual {
 		if err := g.install(m); err != nil {
 			g.Close()
 			return nil, err
 		}
 	}
+	for _, c := range cfg.Connections {
+		cs, err := g.newConn(c, cfg)
+		if err != nil {
+			g.Close()
+			return nil, err
+		}
+		g.conns[c.Name] = cs
+		g.order = append(g.order, c.Name)
+	}
+	g.wg.Add(1)
+	go g.ikeLoop()
+	for _, cs := range g.connList() {
+		cs.start()
+	}
 	return g, nil
 }
+
+// open brings up the dataplane, the IKE socket, the key log and the
+// metrics endpoint.
+func (g *Gateway) open() error {
+	cfg := g.cfg
+	natt := int(cfg.Gateway.NATTPort)
+	dp, err := dataplane.New(dataplane.Config{
+		Interface: cfg.Gateway.Interface,
+		MTU:       cfg.Gateway.MTU,
+		NATTPort:  natt,
+		Logger:    g.log,
+		IKE:       func(b []byte, from netip.AddrPort) { g.enqueueIKE(b, from, true) },
+	})
+	if err != nil {
+		return err
+	}
+	g.dp = dp
+	if len(cfg.Connections) > 0 && cfg.Gateway.IKEPort != 0 {
+		c, err := openIKESocket(cfg.Gateway.IKEPort)
+		if err != nil {
+			return err
+		}
+		g.ike500 = c
+		g.wg.Add(1)
+		go g.ikeReadLoop(c)
+	}
+	if dir := cfg.Gateway.Keylog; dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("keylog: %w", err)
+		}
+		if g.keylog, err = keylog.Open(dir); err != nil {
+			return err
+		}
+		g.log.Warn("keylog: writing every SA's keys for Wireshark (debugging only)", "dir", dir)
+	}
+	if addr := cfg.Gateway.Metrics; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		g.metricsLn = ln
+		ctx, cancel := context.WithCancel(context.Background())
+		g.wg.Add(2)
+		go func() {
+			defer g.wg.Done()
+			<-g.stop
+			cancel()
+		}()
+		go func() {
+			defer g.wg.Done()
+			src := metrics.SourceFunc(func() metrics.Snapshot {
+				return metrics.Snapshot{Status: g.Status(), Events: g.counters.Snapshot()}
+			})
+			if err := metrics.ServeListener(ctx, ln, src); err != nil {
+				g.log.Warn("metrics", "err", err)
+			}
+		}()
+		g.log.Info("metrics served", "addr", ln.Addr().String())
+	}
+	return nil
+}
+
+// connList is the running connections in file order.
+func (g *Gateway) connList() []*conn {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]*conn, 0, len(g.order))
+	for _, n := range g.order {
+		if cs := g.conns[n]; cs != nil {
+			out = append(out, cs)
+		}
+	}
+	return out
+}
+
+func (g *Gateway) cfgNATTPort() uint16 { return g.nattPort }
 
 // install builds and installs (or replaces) one manual SA pair.
 func (g *Gateway) install(m config.ManualSA) error {
@@ -102,23 +217,50 @@ func (g *Gateway) install(m config.ManualSA) error {
 	return nil
 }
 
-// Apply applies a new configuration: manual SA pairs that did not change
-// keep running untouched (their sequence numbers and replay windows too),
-// changed ones are replaced, removed ones uninstalled, new ones installed.
-// [gateway] settings that need a new device or socket are reported, not
-// applied. On error the pairs already handled stay as they are now.
+// Apply applies a new configuration. Connections: unchanged ones keep
+// their IKE SA and CHILD_SAs untouched (no packet is lost), removed ones
+// are deleted with the peer (DELETE), changed ones are deleted and started
+// again from the new table, added ones start. Manual SA pairs: unchanged
+// ones keep running (sequence numbers and replay windows too), changed
+// ones are replaced, removed ones uninstalled. A connection the
+// negotiator refuses changes nothing at all. [gateway] settings that need
+// a new device or socket are reported, not applied.
 func (g *Gateway) Apply(cfg *config.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.manual == nil {
 		return errors.New("gateway stopped")
 	}
-	if old, now := g.cfg.Gateway, cfg.Gateway; old.Interface != now.Interface || old.MTU != now.MTU || old.NATTPort != now.NATTPort {
-		g.log.Warn("reload: [gateway] interface, mtu and natt_port changes take effect at the next start")
+	// Every new or changed connection is built first: one the negotiator
+	// refuses leaves everything as it was.
+	built := map[string]*conn{}
+	var changed, added []string
+	for _, c := range cfg.Connections {
+		cur := g.conns[c.Name]
+		if cur != nil && sameConnection(cur.conf, c, cur.psk, connPSK(cfg, c)) {
+			continue
+		}
+		cs, err := g.newConn(c, cfg)
+		if err != nil {
+			for _, b := range built {
+				b.mgr.Close()
+			}
+			return fmt.Errorf("nothing changed: %w", err)
+		}
+		built[c.Name] = cs
+		if cur != nil {
+			changed = append(changed, c.Name)
+		} else {
+			added = append(added, c.Name)
+		}
 	}
-	natt := g.cfg.Gateway.NATTPort
+	if old, now := g.cfg.Gateway, cfg.Gateway; old.Interface != now.Interface || old.MTU != now.MTU ||
+		old.NATTPort != now.NATTPort || old.IKEPort != now.IKEPort || old.Keylog != now.Keylog || old.Metrics != now.Metrics {
+		g.log.Warn("reload: [gateway] interface, mtu, ike_port, natt_port, keylog and metrics changes take effect at the next start")
+	}
+	natt, ikePort := g.cfg.Gateway.NATTPort, g.cfg.Gateway.IKEPort
 	g.cfg = cfg
-	g.cfg.Gateway.NATTPort = natt
+	g.cfg.Gateway.NATTPort, g.cfg.Gateway.IKEPort = natt, ikePort
 	keep := map[string]bool{}
 	var errs []error
 	for _, m := range cfg.Manual {
@@ -144,6 +286,45 @@ func (g *Gateway) Apply(cfg *config.Config) error {
 		st.close()
 		delete(g.manual, name)
 		g.log.Info("reload: manual SA removed", "name", name)
+	}
+
+	wanted := map[string]bool{}
+	g.order = g.order[:0]
+	for _, c := range cfg.Connections {
+		wanted[c.Name] = true
+		g.order = append(g.order, c.Name)
+	}
+	for name, cs := range g.conns {
+		if wanted[name] && built[name] == nil {
+			continue
+		}
+		cs.terminate()
+		cs.close()
+		delete(g.conns, name)
+		if !wanted[name] {
+			g.log.Info("reload: connection removed", "conn", name)
+		}
+	}
+	if len(built) > 0 && g.ike500 == nil && g.cfg.Gateway.IKEPort != 0 {
+		c, err := openIKESocket(g.cfg.Gateway.IKEPort)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			g.ike500 = c
+			g.wg.Add(1)
+			go g.ikeReadLoop(c)
+		}
+	}
+	for _, name := range added {
+		g.conns[name] = built[name]
+		g.log.Info("reload: connection added", "conn", name)
+	}
+	for _, name := range changed {
+		g.conns[name] = built[name]
+		g.log.Info("reload: connection changed, started again", "conn", name)
+	}
+	for _, name := range append(added, changed...) {
+		built[name].start()
 	}
 	return errors.Join(errs...)
 }
@@ -202,10 +383,29 @@ func (g *Gateway) Run(ctx context.Context) error {
 // Stats returns a snapshot of the dataplane's and the SAs' counters.
 func (g *Gateway) Stats() dataplane.Stats { return g.dp.Stats() }
 
-// Close removes the SAs and the TUN device and clears the keys.
+// Close deletes every IKE SA with its peer (DELETE), removes the SAs and
+// the TUN device and clears the keys.
 func (g *Gateway) Close() error {
+	conns := g.connList()
+	for _, cs := range conns {
+		if err := cs.terminate(); err == nil {
+			g.log.Info("IKE_SA deleted: stopping", "conn", cs.conf.Name)
+		}
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	select {
+	case <-g.stop:
+	default:
+		close(g.stop)
+	}
+	for _, cs := range conns {
+		cs.close()
+	}
+	g.conns = map[string]*conn{}
+	if g.ike500 != nil {
+		g.ike500.Close()
+	}
 	var err error
 	if g.dp != nil {
 		err = g.dp.Close()
@@ -214,5 +414,8 @@ func (g *Gateway) Close() error {
 		st.close()
 	}
 	g.manual = nil
+	g.mu.Unlock()
+	g.wg.Wait()
+	g.mu.Lock()
 	return err
 }

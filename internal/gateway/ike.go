@@ -1,0 +1,621 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/isle-ipsec/isle/ike"
+	"github.com/isle-ipsec/isle/ike/message"
+	"github.com/isle-ipsec/isle/internal/config"
+	"github.com/isle-ipsec/isle/internal/dataplane"
+	"github.com/isle-ipsec/isle/internal/status"
+	"github.com/isle-ipsec/isle/sa"
+)
+
+// Each connection has its own ike.Manager: a reload then adds, replaces
+// or removes one connection without touching the IKE SAs of the others.
+// Datagrams reach the right manager by the rules of ike.Manager itself:
+// a new IKE_SA_INIT by the peer's address, everything else by SPI (every
+// manager sees it; those that do not know the SPI drop it).
+
+// conn is one running [connections.NAME].
+type conn struct {
+	g    *Gateway
+	conf config.Connection
+	psk  []byte // what [secrets] gives its identities, for reload
+	mgr  *ike.Manager
+	log  *slog.Logger
+
+	mu        sync.Mutex // guards what follows; never held while calling mgr
+	children  map[uint32]*installed // by inbound SPI
+	current   map[string]uint32     // dataplane child name → inbound SPI installed under it
+	lastFrom  netip.AddrPort        // where the IKE datagram being handled came from
+	lastNATT  bool                  // ... and whether on the NAT-T port
+	peerAddr  netip.AddrPort        // the peer's IKE address, as last heard or sent to
+	ikeSeen   map[[2]uint64]time.Time
+	downing   bool // our own Down/Terminate: ChildDown is not the peer's doing
+	closeWant bool // close_action asked for a new initiation
+}
+
+// installed is a CHILD_SA in the dataplane.
+type installed struct {
+	child     string // its [children] name
+	dpName    string // its dataplane name, "conn/child"
+	in, out   *sa.SA
+	inCfg     sa.Config // without keys, for keylog removal
+	outCfg    sa.Config
+	localTS   []string
+	remoteTS  []string
+	installed time.Time
+	rekey     time.Duration
+}
+
+func dpName(connName, child string) string { return connName + "/" + child }
+
+// newConn builds the manager of one connection; it does not initiate.
+func (g *Gateway) newConn(c config.Connection, cfg *config.Config) (*conn, error) {
+	p, err := peerFor(c, cfg.Gateway, cfg.PSK)
+	if err != nil {
+		return nil, err
+	}
+	cs := &conn{g: g, conf: c, psk: connPSK(cfg, c), log: g.log.With("conn", c.Name),
+		children: map[uint32]*installed{}, current: map[string]uint32{}, ikeSeen: map[[2]uint64]time.Time{}}
+	mc := ike.ManagerConfig{
+		Peers:             []ike.Peer{p},
+		Send:              cs.send,
+		OnChild:           func(_ string, ev ike.ChildEvent) { cs.onChild(ev) },
+		Log:               slog.New(g.ikeLog),
+		RetransmitTimeout: g.opts.RetransmitTimeout,
+		RetransmitTries:   g.opts.RetransmitTries,
+	}
+	cs.mgr, err = ike.NewManager(mc)
+	if err != nil {
+		return nil, fmt.Errorf("connection %q: %w", c.Name, err)
+	}
+	return cs, nil
+}
+
+// wantsStart: some child says start (or trap, which cannot be hooked yet).
+func (cs *conn) wantsStart() bool {
+	if cs.conf.RemoteAny || len(cs.conf.RemoteAddrs) == 0 {
+		return false
+	}
+	for _, ch := range cs.conf.Children {
+		if ch.StartAction == config.StartStart || ch.StartAction == config.StartTrap {
+			return true
+		}
+	}
+	return false
+}
+
+func (cs *conn) start() {
+	if !cs.wantsStart() {
+		return
+	}
+	if err := cs.mgr.Initiate(cs.conf.Name); err != nil {
+		cs.log.Warn("initiate", "err", err)
+		return
+	}
+	cs.log.Info("initiating", "remote", cs.conf.RemoteAddrs[0].String())
+}
+
+// send is the manager's Send: port 4500 through the dataplane's socket
+// (behind the non-ESP marker), else the IKE port's socket.
+func (cs *conn) send(to netip.AddrPort, natt bool, b []byte) error {
+	cs.mu.Lock()
+	cs.peerAddr = to
+	cs.mu.Unlock()
+	if natt {
+		return cs.g.dp.SendIKE(to, b)
+	}
+	return cs.g.sendIKE(to, b)
+}
+
+// handle passes one datagram to the manager and notes what changed.
+func (cs *conn) handle(from netip.AddrPort, natt bool, b []byte) {
+	cs.mu.Lock()
+	cs.lastFrom, cs.lastNATT = from, natt
+	cs.mu.Unlock()
+	cs.mgr.Handle(from, natt, b)
+	cs.observe()
+}
+
+// observe notes IKE SAs that became established (for status, keylog and
+// metrics) and forgets those that are gone.
+func (cs *conn) observe() {
+	sts := cs.mgr.Status()
+	live := map[[2]uint64]bool{}
+	var fresh []ike.Status
+	cs.mu.Lock()
+	for _, st := range sts {
+		if st.State != ike.StateEstablished {
+			continue
+		}
+		k := [2]uint64{st.SPIi, st.SPIr}
+		live[k] = true
+		if _, ok := cs.ikeSeen[k]; !ok {
+			cs.ikeSeen[k] = time.Now()
+			fresh = append(fresh, st)
+		}
+	}
+	var gone [][2]uint64
+	for k := range cs.ikeSeen {
+		if !live[k] {
+			delete(cs.ikeSeen, k)
+			gone = append(gone, k)
+		}
+	}
+	before := len(cs.ikeSeen) - len(fresh)
+	cs.mu.Unlock()
+	kl := cs.g.keylog
+	for _, st := range fresh {
+		if before > 0 || len(gone) > 0 {
+			cs.g.counters.Rekey("ike")
+			cs.g.counters.Exchange("CREATE_CHILD_SA")
+		} else {
+			cs.g.counters.Exchange("IKE_SA_INIT")
+			cs.g.counters.Exchange("IKE_AUTH")
+		}
+		cs.log.Info("IKE_SA up", "spi_i", status.SPI64(st.SPIi), "spi_r", status.SPI64(st.SPIr),
+			"initiator", st.Initiator, "proposal", st.Proposal, "nat_local", st.NATLocal, "nat_remote", st.NATRemote)
+		if kl != nil {
+			if s := cs.mgr.IKESA(cs.conf.Name); s != nil {
+				if i, r := s.SPIs(); i == st.SPIi && r == st.SPIr {
+					if line, ok := s.KeyLogLine(); ok {
+						if err := kl.AddIKELine(i, r, line); err != nil {
+							cs.log.Warn("keylog", "err", err)
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, k := range gone {
+		cs.log.Info("IKE_SA down", "spi_i", status.SPI64(k[0]), "spi_r", status.SPI64(k[1]))
+		if kl != nil {
+			kl.RemoveIKE(k[0], k[1])
+		}
+	}
+}
+
+// onChild installs and removes CHILD_SAs. It runs inside the manager's
+// lock: it must not call the manager.
+func (cs *conn) onChild(ev ike.ChildEvent) {
+	c := ev.Child
+	switch ev.Kind {
+	case ike.ChildUp:
+		if err := cs.install(c, ev.Replaces); err != nil {
+			cs.log.Error("CHILD_SA not installed", "child", c.Name, "spi_in", status.SPI32(c.InboundSPI), "err", err)
+		}
+	case ike.ChildDown:
+		cs.uninstall(c)
+		c.Clear()
+	}
+}
+
+func (cs *conn) install(c *ike.ChildSA, replaces *ike.ChildSA) error {
+	chConf, ok := cs.conf.Child(c.Name)
+	if !ok {
+		return fmt.Errorf("no child %q in the configuration", c.Name)
+	}
+	cs.mu.Lock()
+	from, natt := cs.lastFrom, cs.lastNATT
+	cs.mu.Unlock()
+	remote := from.Addr().Unmap()
+	if !remote.IsValid() {
+		return errors.New("no peer address")
+	}
+	local, err := localAddrFor(cs.conf, remote)
+	if err != nil {
+		return err
+	}
+	inCfg, outCfg := c.SAConfigs()
+	encap := natt && c.Protocol == sa.ProtoESP
+	var lp, rp uint16
+	if encap {
+		lp, rp = cs.g.cfgNATTPort(), from.Port()
+	}
+	life := sa.Lifetime{}
+	if chConf.RekeyTime > 0 {
+		life.Hard.Time = hardOf(chConf.RekeyTime)
+	}
+	life.Soft.Bytes, life.Hard.Bytes = chConf.RekeyBytes, hardCount(chConf.RekeyBytes)
+	life.Soft.Packets, life.Hard.Packets = chConf.RekeyPackets, hardCount(chConf.RekeyPackets)
+	inSPI := c.InboundSPI
+	notify := func(e sa.Event) {
+		if e.Kind != sa.EventRekey {
+			cs.log.Info("CHILD_SA expired", "child", c.Name, "spi_in", status.SPI32(inSPI), "limit", e.Limit.String())
+			return
+		}
+		// Not from the packet path, and never inside the manager.
+		go func() {
+			cs.log.Info("CHILD_SA soft limit reached, rekeying", "child", c.Name, "spi_in", status.SPI32(inSPI), "limit", e.Limit.String())
+			if err := cs.mgr.RekeyChild(cs.conf.Name, inSPI); err != nil {
+				cs.log.Info("CHILD_SA rekey", "child", c.Name, "err", err)
+			}
+		}()
+	}
+	for _, x := range []*sa.Config{&inCfg, &outCfg} {
+		x.Encap = encap
+		x.Local = netip.AddrPortFrom(local, lp)
+		x.Remote = netip.AddrPortFrom(remote, rp)
+		x.Lifetime = life
+		x.Notify = notify
+	}
+	inCfg.ReplayWindow = chConf.ReplayWindow
+	in, err := sa.New(inCfg)
+	if err != nil {
+		return fmt.Errorf("inbound SA: %w", err)
+	}
+	out, err := sa.New(outCfg)
+	if err != nil {
+		in.Close()
+		return fmt.Errorf("outbound SA: %w", err)
+	}
+	name := dpName(cs.conf.Name, c.Name)
+	if err := cs.g.dp.AddChild(dataplane.Child{Name: name, Local: c.LocalTS, Remote: c.RemoteTS, Out: out, In: in}); err != nil {
+		in.Close()
+		out.Close()
+		return err
+	}
+	if kl := cs.g.keylog; kl != nil {
+		for _, x := range []sa.Config{inCfg, outCfg} {
+			if err := kl.AddSA(x); err != nil {
+				cs.log.Warn("keylog", "err", err)
+			}
+		}
+	}
+	inst := &installed{child: c.Name, dpName: name, in: in, out: out, installed: time.Now(), rekey: chConf.RekeyTime}
+	inst.inCfg, inst.outCfg = withoutKeys(inCfg), withoutKeys(outCfg)
+	for _, s := range c.LocalTS {
+		inst.localTS = append(inst.localTS, s.String())
+	}
+	for _, s := range c.RemoteTS {
+		inst.remoteTS = append(inst.remoteTS, s.String())
+	}
+	cs.mu.Lock()
+	cs.children[c.InboundSPI] = inst
+	cs.current[name] = c.InboundSPI
+	cs.mu.Unlock()
+	verb := "CHILD_SA up"
+	if replaces != nil {
+		verb = "CHILD_SA rekeyed"
+		cs.g.counters.Rekey("child")
+		cs.g.counters.Exchange("CREATE_CHILD_SA")
+	}
+	args := []any{"child", c.Name, "spi_in", status.SPI32(c.InboundSPI), "spi_out", status.SPI32(c.OutboundSPI),
+		"protocol", c.Protocol.String(), "proposal", status.ProposalOf(out), "encap", encap,
+		"local_ts", fmt.Sprint(c.LocalTS), "remote_ts", fmt.Sprint(c.RemoteTS)}
+	if c.PFS != sa.DHNone {
+		args = append(args, "pfs", c.PFS.String())
+	}
+	if replaces != nil {
+		args = append(args, "old_spi_in", status.SPI32(replaces.InboundSPI), "old_spi_out", status.SPI32(replaces.OutboundSPI))
+	}
+	cs.log.Info(verb, args...)
+	return nil
+}
+
+func withoutKeys(c sa.Config) sa.Config {
+	c.EncKey, c.IntegKey, c.Notify = nil, nil, nil
+	return c
+}
+
+// uninstall removes a CHILD_SA that went down: the whole child if it is
+// the one installed under its name, else only its inbound SPI (a rekey's
+// old SA, make-before-break).
+func (cs *conn) uninstall(c *ike.ChildSA) {
+	cs.mu.Lock()
+	inst := cs.children[c.InboundSPI]
+	if inst == nil {
+		cs.mu.Unlock()
+		return
+	}
+	delete(cs.children, c.InboundSPI)
+	isCurrent := cs.current[inst.dpName] == c.InboundSPI
+	if isCurrent {
+		delete(cs.current, inst.dpName)
+	}
+	peerClosed := isCurrent && !cs.downing
+	cs.mu.Unlock()
+	cs.remove(inst, c.InboundSPI, isCurrent)
+	if isCurrent {
+		cs.log.Info("CHILD_SA down", "child", c.Name, "spi_in", status.SPI32(c.InboundSPI), "spi_out", status.SPI32(c.OutboundSPI))
+	} else {
+		cs.log.Debug("CHILD_SA retired after rekey", "child", c.Name, "spi_in", status.SPI32(c.InboundSPI))
+	}
+	if peerClosed {
+		if ch, ok := cs.conf.Child(c.Name); ok && ch.CloseAction != config.CloseNone {
+			// The manager cannot be called from here; and it can only
+			// initiate a whole IKE SA, which it does when none is left.
+			go func() {
+				time.Sleep(100 * time.Millisecond)
+				if err := cs.mgr.Initiate(cs.conf.Name); err == nil {
+					cs.log.Info("close_action: initiating again", "child", c.Name)
+				}
+			}()
+		}
+	}
+}
+
+func (cs *conn) remove(inst *installed, inSPI uint32, isCurrent bool) {
+	if isCurrent {
+		cs.g.dp.RemoveChild(inst.dpName)
+	} else {
+		cs.g.dp.RetireSPI(inSPI)
+	}
+	if kl := cs.g.keylog; kl != nil {
+		kl.RemoveSA(inst.inCfg)
+		kl.RemoveSA(inst.outCfg)
+	}
+	inst.in.Close()
+	inst.out.Close()
+}
+
+// reconcile removes CHILD_SAs whose IKE SA is gone without telling (the
+// peer died, or restarted and we dropped its old IKE SA): the manager
+// reports no ChildDown for those.
+func (cs *conn) reconcile() {
+	live := map[uint32]bool{}
+	for _, st := range cs.mgr.Status() {
+		for _, c := range st.Children {
+			live[c.InboundSPI] = true
+		}
+	}
+	var stale []*installed
+	var spis []uint32
+	var cur []bool
+	cs.mu.Lock()
+	for spi, inst := range cs.children {
+		if live[spi] || time.Since(inst.installed) < 2*time.Second {
+			continue
+		}
+		isCurrent := cs.current[inst.dpName] == spi
+		if isCurrent {
+			delete(cs.current, inst.dpName)
+		}
+		delete(cs.children, spi)
+		stale, spis, cur = append(stale, inst), append(spis, spi), append(cur, isCurrent)
+	}
+	cs.mu.Unlock()
+	for i, inst := range stale {
+		cs.remove(inst, spis[i], cur[i])
+		cs.log.Info("CHILD_SA cleared: its IKE_SA is gone", "child", inst.child, "spi_in", status.SPI32(spis[i]))
+	}
+	cs.observe()
+}
+
+// terminate deletes the IKE SA with the peer (DELETE) and everything
+// installed for it.
+func (cs *conn) terminate() error {
+	cs.mu.Lock()
+	cs.downing = true
+	cs.mu.Unlock()
+	err := cs.mgr.Terminate(cs.conf.Name)
+	cs.mu.Lock()
+	cs.downing = false
+	cs.mu.Unlock()
+	cs.observe()
+	return err
+}
+
+// close stops the manager and removes what is still installed.
+func (cs *conn) close() {
+	cs.mgr.Close()
+	cs.mu.Lock()
+	children, current := cs.children, cs.current
+	cs.children, cs.current = map[uint32]*installed{}, map[string]uint32{}
+	cs.mu.Unlock()
+	for spi, inst := range children {
+		cs.remove(inst, spi, current[inst.dpName] == spi)
+	}
+	if kl := cs.g.keylog; kl != nil {
+		cs.mu.Lock()
+		for k := range cs.ikeSeen {
+			kl.RemoveIKE(k[0], k[1])
+		}
+		cs.mu.Unlock()
+	}
+}
+
+// status describes the connection's IKE SA and CHILD_SAs.
+func (cs *conn) status(now time.Time) status.Connection {
+	out := status.Connection{Name: cs.conf.Name}
+	sts := cs.mgr.Status()
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, st := range sts {
+		is := status.IKESA{
+			State:     st.State.String(),
+			Initiator: st.Initiator,
+			SPIi:      status.SPI64(st.SPIi),
+			SPIr:      status.SPI64(st.SPIr),
+			Proposal:  st.Proposal,
+			LocalID:   cs.conf.Local.ID.String(),
+			RemoteID:  cs.conf.Remote.ID.String(),
+		}
+		switch st.State {
+		case ike.StateNew, ike.StateInitSent, ike.StateInitDone, ike.StateAuthSent:
+			is.State = "CONNECTING"
+		}
+		peer := cs.peerAddr
+		if !peer.IsValid() {
+			peer = cs.lastFrom
+		}
+		if peer.IsValid() {
+			is.Remote = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port()).String()
+			port := cs.g.cfgNATTPort()
+			if peer.Port() == cs.g.cfg.Gateway.IKEPort {
+				port = cs.g.cfg.Gateway.IKEPort
+			}
+			if local, err := localAddrFor(cs.conf, peer.Addr().Unmap()); err == nil {
+				is.Local = netip.AddrPortFrom(local, port).String()
+			}
+		}
+		if t, ok := cs.ikeSeen[[2]uint64{st.SPIi, st.SPIr}]; ok {
+			is.EstablishedS = status.Seconds(now.Sub(t))
+			if cs.conf.RekeyTime > 0 {
+				is.RekeyInS = max(status.Seconds(t.Add(cs.conf.RekeyTime).Sub(now)), 1)
+			}
+		}
+		for _, c := range st.Children {
+			inst := cs.children[c.InboundSPI]
+			ch := status.Child{Name: c.Name, State: "INSTALLED"}
+			if inst == nil {
+				ch.State = "NOT_INSTALLED"
+				ch.Protocol, ch.SPIIn, ch.SPIOut = c.Protocol.String(), status.SPI32(c.InboundSPI), status.SPI32(c.OutboundSPI)
+			} else {
+				ch.FillFromSAs(inst.in, inst.out, now)
+				ch.LocalTS, ch.RemoteTS = inst.localTS, inst.remoteTS
+				if cs.current[inst.dpName] != c.InboundSPI {
+					ch.State = "REKEYED"
+				}
+				if inst.rekey > 0 {
+					ch.RekeyInS = max(status.Seconds(inst.installed.Add(inst.rekey).Sub(now)), 1)
+				}
+			}
+			is.Children = append(is.Children, ch)
+		}
+		out.IKESAs = append(out.IKESAs, is)
+	}
+	return out
+}
+
+// ikeSocket is the IKE port's socket (500): the dataplane only opens the
+// NAT-T port.
+func openIKESocket(port uint16) (*net.UDPConn, error) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{Port: int(port)})
+	if err != nil {
+		return nil, fmt.Errorf("IKE socket on port %d: %w", port, err)
+	}
+	return c, nil
+}
+
+// datagram is one IKE message waiting for the negotiator.
+type datagram struct {
+	from netip.AddrPort
+	natt bool
+	b    []byte
+}
+
+// ikeQueue bounds the IKE messages waiting; beyond it they are dropped
+// (a flood must not grow memory; the peers retransmit).
+const ikeQueue = 512
+
+// enqueueIKE copies a datagram for the IKE goroutine; it never blocks the
+// socket's reader.
+func (g *Gateway) enqueueIKE(b []byte, from netip.AddrPort, natt bool) {
+	if len(b) < message.HeaderSize {
+		return
+	}
+	d := datagram{from: netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), natt: natt, b: append([]byte(nil), b...)}
+	select {
+	case g.ikeIn <- d:
+	default:
+		g.ikeDropped.Add(1)
+	}
+}
+
+// ikeLoop hands datagrams to the managers, and runs the periodic check
+// that clears CHILD_SAs of dead IKE SAs.
+func (g *Gateway) ikeLoop() {
+	defer g.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case d := <-g.ikeIn:
+			g.dispatch(d)
+		case <-tick.C:
+			for _, cs := range g.connList() {
+				cs.reconcile()
+			}
+		}
+	}
+}
+
+// dispatch routes a datagram: a new IKE_SA_INIT request goes to the
+// connection for the sender's address (or the first %any one); anything
+// else to every manager, where only the one with the SPI acts.
+func (g *Gateway) dispatch(d datagram) {
+	h, err := message.ParseHeader(d.b)
+	if err != nil {
+		return
+	}
+	conns := g.connList()
+	if h.Exchange == message.IKESAInit && h.Flags&message.FlagResponse == 0 && h.SPIr == 0 {
+		var pick *conn
+		for _, cs := range conns {
+			for _, a := range cs.conf.RemoteAddrs {
+				if a == d.from.Addr() {
+					pick = cs
+					break
+				}
+			}
+			if pick != nil {
+				break
+			}
+		}
+		if pick == nil {
+			for _, cs := range conns {
+				if cs.conf.RemoteAny {
+					pick = cs
+					break
+				}
+			}
+		}
+		if pick == nil {
+			g.ikeLog.note("IKE_SA_INIT from an unknown peer", d.from.Addr().String())
+			return
+		}
+		pick.handle(d.from, d.natt, d.b)
+		return
+	}
+	for _, cs := range conns {
+		cs.handle(d.from, d.natt, d.b)
+	}
+}
+
+// ikeReadLoop reads the IKE port's socket.
+func (g *Gateway) ikeReadLoop(c *net.UDPConn) {
+	defer g.wg.Done()
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			select {
+			case <-g.stop:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		g.enqueueIKE(buf[:n], from, false)
+	}
+}
+
+func (g *Gateway) sendIKE(to netip.AddrPort, b []byte) error {
+	if g.ike500 == nil {
+		return errors.New("no IKE socket")
+	}
+	_, err := g.ike500.WriteToUDPAddrPort(b, to)
+	return err
+}
+
+// hasChild reports whether a CHILD_SA of that name is installed.
+func (cs *conn) hasChild(child string) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	_, ok := cs.current[dpName(cs.conf.Name, child)]
+	return ok
+}
