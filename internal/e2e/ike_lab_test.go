@@ -25,14 +25,14 @@ type ikeLab struct {
 
 // ikeGW is one gateway of an ikeLab.
 type ikeGW struct {
-	side   string
-	node   netns.Node
-	config string
-	sock   string
-	proc   *netns.Process
+	side    string
+	node    netns.Node
+	config  string
+	sock    string
+	proc    *netns.Process
 	logs    []string // logs of earlier runs (restarts)
 	started time.Time
-	mu     sync.Mutex
+	mu      sync.Mutex
 }
 
 // ikeOpts shapes the two configurations.

@@ -31,7 +31,7 @@ type conn struct {
 	mgr  *ike.Manager
 	log  *slog.Logger
 
-	mu        sync.Mutex // guards what follows; never held while calling mgr
+	mu        sync.Mutex            // guards what follows; never held while calling mgr
 	children  map[uint32]*installed // by inbound SPI
 	current   map[string]uint32     // dataplane child name → inbound SPI installed under it
 	lastFrom  netip.AddrPort        // where the IKE datagram being handled came from
@@ -154,14 +154,16 @@ func (cs *conn) observe() {
 	cs.mu.Unlock()
 	kl := cs.g.keylog
 	for _, st := range fresh {
+		verb := "IKE_SA up"
 		if before > 0 || len(gone) > 0 {
+			verb = "IKE_SA rekeyed"
 			cs.g.counters.Rekey("ike")
 			cs.g.counters.Exchange("CREATE_CHILD_SA")
 		} else {
 			cs.g.counters.Exchange("IKE_SA_INIT")
 			cs.g.counters.Exchange("IKE_AUTH")
 		}
-		cs.log.Info("IKE_SA up", "spi_i", status.SPI64(st.SPIi), "spi_r", status.SPI64(st.SPIr),
+		cs.log.Info(verb, "spi_i", status.SPI64(st.SPIi), "spi_r", status.SPI64(st.SPIr),
 			"initiator", st.Initiator, "proposal", st.Proposal, "nat_local", st.NATLocal, "nat_remote", st.NATRemote)
 		if kl != nil {
 			if s := cs.mgr.IKESA(cs.conf.Name); s != nil {
