@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -348,5 +349,34 @@ func (l *ikeLab) continuousPing(count int, interval time.Duration) (sent int, go
 	return count, func() (int, error) {
 		<-done
 		return n, err
+	}
+}
+
+// kill9 kills a gateway without letting it say goodbye (no DELETE).
+func (l *ikeLab) kill9(g *ikeGW) {
+	l.t.Helper()
+	if err := g.proc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		l.t.Fatal(err)
+	}
+	g.proc.Wait(5 * time.Second)
+	g.mu.Lock()
+	g.logs = append(g.logs, g.proc.LogPath)
+	g.mu.Unlock()
+}
+
+// waitPing waits until a ping through the tunnel is answered.
+func (l *ikeLab) waitPing(within time.Duration) time.Duration {
+	l.t.Helper()
+	start := time.Now()
+	for {
+		if n, _ := l.topo.PingCount(netns.HL, netns.HR4, 1, 10*time.Millisecond); n == 1 {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			_, ls, _ := l.tryStatus(l.left)
+			_, rs, _ := l.tryStatus(l.right)
+			l.t.Fatalf("no ping through the tunnel after %v\nleft: %s\nright: %s", within, ls, rs)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

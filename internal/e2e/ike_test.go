@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +104,124 @@ func TestIKESARekeyNoLoss(t *testing.T) {
 	}
 	if err := l.topo.Ping(netns.HL, netns.HR6, 2); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIKEPeerRestart: a gateway killed with SIGKILL (no DELETE sent) and
+// started again gets its tunnel back by itself: the initiator with
+// INITIAL_CONTACT (the responder drops the old SAs), the responder
+// because the initiator's dead peer detection restarts the IKE SA.
+func TestIKEPeerRestart(t *testing.T) {
+	l := startIKELab(t, "gkf", ikeOpts{dpd: "1s", dpdAction: "restart", retransmit: "300ms,2"})
+	l.waitUp("site", 10*time.Second)
+
+	l.kill9(l.left)
+	l.start(l.left)
+	took := l.waitPing(10 * time.Second)
+	t.Logf("initiator killed and restarted: tunnel back %v after the restart", took)
+	for deadline := time.Now().Add(5 * time.Second); len(l.installed(l.right, "site")) != 1; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_, rs := l.status(l.right)
+			t.Fatalf("responder keeps stale CHILD_SAs: %s", rs)
+		}
+	}
+
+	l.kill9(l.right)
+	l.start(l.right)
+	took = l.waitPing(15 * time.Second)
+	t.Logf("responder killed and restarted: tunnel back %v after the restart (dpd_delay 1s, retransmit 300ms x2)", took)
+	if err := l.topo.Ping(netns.HL, netns.HR4, 3); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l.installed(l.left, "site")); n != 1 {
+		t.Errorf("initiator has %d CHILD_SAs installed", n)
+	}
+}
+
+// TestIKEDeadPeer: the peer disappears; dead peer detection finds it and
+// dpd_action = clear removes the IKE SA and the CHILD_SA (traffic to the
+// far LAN is no longer sent into a dead tunnel).
+func TestIKEDeadPeer(t *testing.T) {
+	l := startIKELab(t, "gkg", ikeOpts{dpd: "1s", dpdAction: "clear", retransmit: "300ms,2"})
+	l.waitUp("site", 10*time.Second)
+	l.kill9(l.right)
+	start := time.Now()
+	for {
+		st, raw := l.status(l.left)
+		if len(st.Connections) == 1 && len(st.Connections[0].IKESAs) == 0 && len(l.installed(l.left, "site")) == 0 {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("dead peer not cleared: %s", raw)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("dead peer detected and its SAs cleared %v after it died", time.Since(start))
+	l.waitLog(l.left, "CHILD_SA cleared", 3*time.Second)
+	time.Sleep(time.Second)
+	if n := countLog(l.left, "msg=initiating"); n != 1 {
+		t.Errorf("dpd_action = clear: %d initiations, want only the first", n)
+	}
+}
+
+// TestIKEPaths: the negotiation completes and the tunnel carries traffic
+// over 10% random loss on the WAN (retransmissions), with the initiator
+// behind a NAT (NAT-T: IKE moves to port 4500, ESP in UDP), with forced
+// encapsulation, and over IPv6.
+func TestIKEPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		prefix string
+		o      ikeOpts
+		encap  bool
+	}{
+		{"loss-10pct", "gkh", ikeOpts{loss: 10, retransmit: "500ms,8"}, false},
+		{"nat", "gki", ikeOpts{nat: true}, true},
+		{"encap", "gkj", ikeOpts{encap: true}, true},
+		{"ipv6", "gkk", ikeOpts{outer6: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := startIKELab(t, tc.prefix, tc.o)
+			took := l.waitUp("site", 30*time.Second)
+			t.Logf("up %v after the initiator started", took)
+			if tc.o.loss > 0 {
+				// Ping over a lossy path: most, not all, come back.
+				if n, err := l.topo.PingCount(netns.HL, netns.HR4, 20, 50*time.Millisecond); err != nil || n < 10 {
+					t.Fatalf("%d of 20 pings over 10%% loss: %v", n, err)
+				}
+				if err := l.topo.SetLoss(0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.topo.Ping(netns.HL, netns.HR4, 3); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.topo.Ping(netns.HR, netns.HL6, 3); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.topo.TCPTransfer(netns.HL, netns.HR, netns.HR4, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range []*ikeGW{l.left, l.right} {
+				st, raw := l.status(g)
+				s := st.Connections[0].IKESAs[0]
+				if s.Children[0].Encap != tc.encap {
+					t.Errorf("%s: encap %v, want %v: %s", g.side, s.Children[0].Encap, tc.encap, raw)
+				}
+				wantPort := ":500"
+				if tc.encap {
+					wantPort = ":4500"
+				}
+				if tc.o.nat && g == l.right {
+					wantPort = "" // the NAT picked the port
+				}
+				if !strings.HasSuffix(s.Local, ":500") && !strings.HasSuffix(s.Local, ":4500") || !strings.Contains(s.Remote, wantPort) {
+					t.Errorf("%s: local %q remote %q: %s", g.side, s.Local, s.Remote, raw)
+				}
+				if tc.o.outer6 && !strings.HasPrefix(s.Remote, "[2001:db8:18::") {
+					t.Errorf("%s: IKE not over IPv6: remote %q", g.side, s.Remote)
+				}
+			}
+		})
 	}
 }
