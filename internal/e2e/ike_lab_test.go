@@ -47,6 +47,7 @@ type ikeOpts struct {
 	dpd         string // dpd_delay, "" = none
 	dpdAction   string // left's dpd_action (default clear)
 	rightStart  string // right's start_action (default none: responder)
+	rightAny    bool   // right accepts any peer (remote_addrs = ["%any"])
 	cert        bool   // pubkey authentication with the config testdata's PKI
 	keylog      bool
 	metrics     string // left's metrics address
@@ -93,7 +94,11 @@ func (o ikeOpts) config(topo *netns.Topology, dir string, left bool) string {
 	if left && o.metrics != "" {
 		fmt.Fprintf(&b, "metrics = %q\n", o.metrics)
 	}
-	fmt.Fprintf(&b, "\n[connections.site]\nlocal_addrs = [%q]\nremote_addrs = [%q]\nproposals = [%q]\nencap = %v\n", local, remote, props, o.encap)
+	remoteAddrs := fmt.Sprintf("%q", remote)
+	if !left && o.rightAny {
+		remoteAddrs = `"%any"`
+	}
+	fmt.Fprintf(&b, "\n[connections.site]\nlocal_addrs = [%q]\nremote_addrs = [%s]\nproposals = [%q]\nencap = %v\n", local, remoteAddrs, props, o.encap)
 	if o.dpd != "" {
 		fmt.Fprintf(&b, "dpd_delay = %q\n", o.dpd)
 	}

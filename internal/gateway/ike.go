@@ -539,6 +539,9 @@ func (g *Gateway) ikeLoop() {
 			for _, cs := range g.connList() {
 				cs.reconcile()
 			}
+			if n := g.ikeDropped.Swap(0); n > 0 {
+				g.log.Warn("IKE datagrams dropped: more arrived than the negotiator could take (flood?)", "dropped", n)
+			}
 		}
 	}
 }
@@ -610,6 +613,10 @@ func (g *Gateway) sendIKE(to netip.AddrPort, b []byte) error {
 	if g.ike500 == nil {
 		return errors.New("no IKE socket")
 	}
+	// A send that cannot go out at once (a send buffer full of answers
+	// to spoofed addresses still being resolved) must not stall the
+	// negotiator: the peer retransmits.
+	g.ike500.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 	_, err := g.ike500.WriteToUDPAddrPort(b, to)
 	return err
 }
