@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/isle-ipsec/isle/internal/netns"
+)
+
+// TestOpsControlVerbs runs every control verb against running gateways:
+// status (text and the JSON contract fields), down (DELETE reaches the
+// peer), up, errors for unknown names, reload (SIGHUP and `isle reload`)
+// adding and removing an unrelated connection under a continuous ping
+// that loses nothing, a changed connection replaced, a broken file
+// refused with the reason, and the metrics endpoint.
+func TestOpsControlVerbs(t *testing.T) {
+	l := startIKELab(t, "gom", ikeOpts{childRekey: "30s", ikeRekey: "1h", metrics: "127.0.0.1:9750"})
+	l.waitUp("site", 10*time.Second)
+	if err := l.topo.Ping(netns.HL, netns.HR4, 2); err != nil {
+		t.Fatal(err)
+	}
+
+	// status, text: the layout of swanctl --list-sas.
+	out, err := l.isle(l.left, "status")
+	if err != nil {
+		t.Fatalf("isle status: %v\n%s", err, out)
+	}
+	for _, want := range []string{"site", "ESTABLISHED", "lan", "INSTALLED", "AES_GCM_16_128", "10.2.0.0/24"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("isle status lacks %q:\n%s", want, out)
+		}
+	}
+
+	// status --json: every contract field of the spec, with values.
+	raw, err := l.isle(l.left, "status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Connections []map[string]json.RawMessage `json:"connections"`
+	}
+	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var ikeSAs []map[string]json.RawMessage
+	json.Unmarshal(doc.Connections[0]["ike_sas"], &ikeSAs)
+	if len(ikeSAs) != 1 {
+		t.Fatalf("ike_sas: %s", raw)
+	}
+	for _, k := range []string{"state", "local", "remote", "initiator", "spi_i", "spi_r", "proposal", "established_s", "rekey_in_s", "children"} {
+		if _, ok := ikeSAs[0][k]; !ok {
+			t.Errorf("IKE_SA lacks %q: %s", k, raw)
+		}
+	}
+	var children []map[string]json.RawMessage
+	json.Unmarshal(ikeSAs[0]["children"], &children)
+	if len(children) != 1 {
+		t.Fatalf("children: %s", raw)
+	}
+	for _, k := range []string{"name", "state", "protocol", "mode", "encap", "proposal", "spi_in", "spi_out",
+		"bytes_in", "packets_in", "bytes_out", "packets_out", "local_ts", "remote_ts", "rekey_in_s"} {
+		if _, ok := children[0][k]; !ok {
+			t.Errorf("CHILD_SA lacks %q: %s", k, raw)
+		}
+	}
+	st, _ := l.status(l.left)
+	s := st.Connections[0].IKESAs[0]
+	c := s.Children[0]
+	if s.Local != netns.WanGL4+":500" || s.Remote != netns.WanGR4+":500" || !s.Initiator || len(s.SPIi) != 16 || len(s.SPIr) != 16 ||
+		s.Proposal != "AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE_25519" || *s.RekeyInS < 3000 || *s.RekeyInS > 3600 {
+		t.Errorf("IKE_SA fields: %s", raw)
+	}
+	if c.Protocol != "ESP" || c.Mode != "TUNNEL" || len(c.SPIIn) != 8 || *c.PacketsOut == 0 || *c.PacketsIn == 0 ||
+		*c.RekeyInS < 20 || *c.RekeyInS > 30 || strings.Join(c.LocalTS, ",") != "10.1.0.0/24,fd00:1::/64" {
+		t.Errorf("CHILD_SA fields: %s", raw)
+	}
+	rs, _ := l.status(l.right)
+	if r := rs.Connections[0].IKESAs[0]; r.Initiator || r.SPIi != s.SPIi || r.Children[0].SPIIn != c.SPIOut {
+		t.Errorf("the responder's view does not mirror the initiator's: %+v", r)
+	}
+
+	// metrics, scraped inside gl's namespace.
+	metrics := string(l.topo.MustRun(netns.GL, "curl", "-sf", "http://127.0.0.1:9750/metrics"))
+	for _, want := range []string{`isle_connection_up{connection="site"} 1`, `isle_child_sas{connection="site",state="INSTALLED"} 1`,
+		`isle_ike_exchanges_total{exchange="IKE_AUTH"} 1`, "isle_child_sa_bytes_total{"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, metrics)
+		}
+	}
+
+	// errors: non-zero exit, one line that says why.
+	for _, args := range [][]string{{"down", "nosuch"}, {"up", "nosuch"}, {"up", "site/nochild"}} {
+		if out, err := l.isle(l.left, args...); err == nil || !strings.Contains(out, "no") {
+			t.Errorf("isle %v: %v %q", args, err, out)
+		}
+	}
+
+	// down: the peer hears DELETE and drops its SAs too.
+	if out, err := l.isle(l.left, "down", "site"); err != nil {
+		t.Fatalf("isle down: %v %s", err, out)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ls, _ := l.status(l.left)
+		rs, _ := l.status(l.right)
+		if len(ls.Connections[0].IKESAs) == 0 && len(rs.Connections[0].IKESAs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after isle down: left %+v right %+v", ls, rs)
+		}
+	}
+	if n, _ := l.topo.PingCount(netns.HL, netns.HR4, 1, 10*time.Millisecond); n != 0 {
+		t.Error("ping still answered after isle down")
+	}
+
+	// up: back again; up of an installed child is a no-op.
+	if out, err := l.isle(l.left, "up", "site"); err != nil {
+		t.Fatalf("isle up: %v %s", err, out)
+	}
+	l.waitUp("site", 5*time.Second)
+	if out, err := l.isle(l.left, "up", "site/lan"); err != nil {
+		t.Errorf("isle up site/lan while installed: %v %s", err, out)
+	}
+	before := l.installed(l.left, "site")
+
+	// reload under a continuous ping: an unrelated connection comes and
+	// goes (once by SIGHUP, once by isle reload); site keeps its SAs.
+	orig, err := os.ReadFile(l.left.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := `
+[connections.extra]
+remote_addrs = ["198.18.0.77"]
+proposals = ["aes128gcm16-prfsha256-x25519"]
+local = { auth = "psk", id = "left.isle.test" }
+remote = { auth = "psk", id = "nobody.isle.test" }
+[connections.extra.children.x]
+local_ts = ["10.1.0.0/24"]
+remote_ts = ["10.77.0.0/24"]
+start_action = "start"
+[secrets.extra]
+ids = ["nobody.isle.test"]
+secret = "another key"
+`
+	_, got := l.continuousPing(30, 100*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	if err := os.WriteFile(l.left.config, append(append([]byte{}, orig...), extra...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.left.proc.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	l.waitLog(l.left, "reload: connection added", 5*time.Second)
+	st, raw = l.status(l.left)
+	if len(st.Connections) != 2 || st.Connections[1].Name != "extra" {
+		t.Errorf("after adding extra: %s", raw)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := os.WriteFile(l.left.config, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.isle(l.left, "reload"); err != nil {
+		t.Fatalf("isle reload: %v %s", err, out)
+	}
+	l.waitLog(l.left, "reload: connection removed", 5*time.Second)
+	n, err := got()
+	if err != nil || n != 30 {
+		t.Errorf("continuous ping across two reloads: %d of 30: %v", n, err)
+	}
+	if now := l.installed(l.left, "site"); strings.Join(now, ",") != strings.Join(before, ",") {
+		t.Errorf("site's CHILD_SA changed across reloads of other connections: %v → %v", before, now)
+	}
+
+	// A broken file changes nothing and says why.
+	if err := os.WriteFile(l.left.config, append(append([]byte{}, orig...), "\n[connections.site.children.lan]\nbogus = 1\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = l.isle(l.left, "reload")
+	if err == nil || !strings.Contains(out, "does not load") {
+		t.Errorf("reload of a broken file: %v %q", err, out)
+	}
+	if now := l.installed(l.left, "site"); strings.Join(now, ",") != strings.Join(before, ",") {
+		t.Errorf("a broken file changed the SAs: %v → %v", before, now)
+	}
+
+	// A changed connection is replaced: new SAs, traffic flows again.
+	changed := strings.Replace(string(orig), `rekey_time = "30s"`, `rekey_time = "40s"`, 1)
+	if changed == string(orig) {
+		t.Fatal("test config has no child rekey_time to change")
+	}
+	if err := os.WriteFile(l.left.config, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.isle(l.left, "reload"); err != nil {
+		t.Fatalf("isle reload: %v %s", err, out)
+	}
+	l.waitLog(l.left, "reload: connection changed", 5*time.Second)
+	l.waitPing(10 * time.Second)
+	if now := l.installed(l.left, "site"); len(now) != 1 || now[0] == before[0] {
+		t.Errorf("changed connection not replaced: %v → %v", before, now)
+	}
+}
