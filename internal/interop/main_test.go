@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,14 +24,16 @@ var recorder struct {
 }
 
 // record registers a case: its outcome is taken when the subtest ends.
-func record(t *testing.T, group, what string) {
+// order places it in the table (cases end in any order, groups run in
+// parallel).
+func record(t *testing.T, group, what string, order int) {
 	start := time.Now()
 	name := t.Name()
 	if i := strings.LastIndex(name, "/"); i >= 0 {
 		name = name[i+1:]
 	}
 	t.Cleanup(func() {
-		r := Result{Group: group, Case: name, What: what, Outcome: Pass, Duration: time.Since(start)}
+		r := Result{Group: group, Case: name, What: what, Outcome: Pass, Duration: time.Since(start), order: order}
 		switch {
 		case t.Failed():
 			r.Outcome = Fail
@@ -109,6 +112,7 @@ func writeTable(path string, elapsed time.Duration) error {
 	if swanVersion == "" {
 		swanVersion = "strongSwan (version not read: no charon ran)"
 	}
+	slices.SortStableFunc(recorder.results, func(a, b Result) int { return a.order - b.order })
 	f, err := os.Create(path)
 	if err != nil {
 		return err

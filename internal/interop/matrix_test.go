@@ -28,11 +28,13 @@ type group struct {
 	cases  []tcase
 }
 
-func runGroups(t *testing.T, groups []group) {
+// runGroups runs the groups; base orders their cases in the results table
+// after those of earlier calls.
+func runGroups(t *testing.T, base int, groups []group) {
 	if testenv.Short() {
 		t.Skip("namespace test: not in -short")
 	}
-	for _, g := range groups {
+	for gi, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()
 			var opts []netns.Option
@@ -40,9 +42,9 @@ func runGroups(t *testing.T, groups []group) {
 				opts = append(opts, netns.WithNAT())
 			}
 			topo := netns.NewTopology(t, g.prefix, opts...)
-			for _, c := range g.cases {
+			for ci, c := range g.cases {
 				t.Run(c.name, func(t *testing.T) {
-					record(t, g.name, c.what)
+					record(t, g.name, c.what, base+gi*100+ci)
 					p := newPair(t, topo, c.s)
 					p.start()
 					run := c.run
@@ -73,19 +75,20 @@ func role(isleInit bool) string {
 // and both daemons' defaults.
 func proposalCases(isleInit bool) []tcase {
 	suites := []struct {
+		name             string
 		ike, esp         string
 		wantIKE, wantESP string
 	}{
-		{"aes128gcm16-prfsha256-x25519", "aes128gcm16", "AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE_25519", "AES_GCM_16_128"},
-		{"aes256gcm16-prfsha384-ecp384", "aes256gcm16", "AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384", "AES_GCM_16_256"},
-		{"aes256-sha256-modp2048", "aes256-sha256", "AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048", "AES_CBC_256/HMAC_SHA2_256_128"},
-		{"chacha20poly1305-prfsha256-x25519", "chacha20poly1305", "CHACHA20_POLY1305/PRF_HMAC_SHA2_256/CURVE_25519", "CHACHA20_POLY1305"},
-		{"aes128-sha1-modp2048", "aes128-sha1", "AES_CBC_128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_2048", "AES_CBC_128/HMAC_SHA1_96"},
+		{"gcm128-x25519", "aes128gcm16-prfsha256-x25519", "aes128gcm16", "AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE_25519", "AES_GCM_16_128"},
+		{"gcm256-ecp384", "aes256gcm16-prfsha384-ecp384", "aes256gcm16", "AES_GCM_16_256/PRF_HMAC_SHA2_384/ECP_384", "AES_GCM_16_256"},
+		{"cbc256-modp2048", "aes256-sha256-modp2048", "aes256-sha256", "AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048", "AES_CBC_256/HMAC_SHA2_256_128"},
+		{"chacha-x25519", "chacha20poly1305-prfsha256-x25519", "chacha20poly1305", "CHACHA20_POLY1305/PRF_HMAC_SHA2_256/CURVE_25519", "CHACHA20_POLY1305"},
+		{"cbc128-sha1", "aes128-sha1-modp2048", "aes128-sha1", "AES_CBC_128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_2048", "AES_CBC_128/HMAC_SHA1_96"},
 	}
 	var cases []tcase
 	for _, s := range suites {
 		cases = append(cases, tcase{
-			name: s.ike + "+" + s.esp,
+			name: s.name,
 			what: fmt.Sprintf("%s: IKE %s, ESP %s on both sides, PSK", role(isleInit), s.ike, s.esp),
 			s: setup{isleInit: isleInit, auth: authPSK,
 				isleIKE: []string{s.ike}, isleESP: []string{s.esp}, swanIKE: []string{s.ike}, swanESP: []string{s.esp},
@@ -116,7 +119,7 @@ func authCases() []tcase {
 	}
 	for _, init := range []bool{true, false} {
 		cases = append(cases, tcase{
-			name: "chain-fragmented-" + role(init),
+			name: "chain-frag-" + role(init),
 			what: role(init) + ": RSA certificates under two intermediates sent by both; IKE_AUTH fragmented (RFC 7383) both ways",
 			s:    setup{isleInit: init, auth: authChain},
 			run: func(t *testing.T, p *pair) {
@@ -132,14 +135,14 @@ func authCases() []tcase {
 	// authenticate the other, and both must say so.
 	cases = append(cases,
 		tcase{
-			name: "mixed-psk-vs-pubkey-isle-init",
+			name: "mixed-isle-init",
 			what: "isle-init: isle configured for PSK, strongSwan for certificates: refused, both log why",
 			s:    setup{isleInit: true, auth: authPSK, swanAuth: authECDSA},
 			run: refused(`(?i)AUTHENTICATION_FAILED|refused us|authentication failed`,
 				`no shared key found|constraint check failed|AUTH_FAILED`),
 		},
 		tcase{
-			name: "mixed-psk-vs-pubkey-swan-init",
+			name: "mixed-swan-init",
 			what: "swan-init: isle configured for PSK, strongSwan for certificates: refused, both log why",
 			s:    setup{isleInit: false, auth: authPSK, swanAuth: authECDSA},
 			run: refused(`(?i)peer authentication failed`,
@@ -151,15 +154,15 @@ func authCases() []tcase {
 func selectorCases() []tcase {
 	return []tcase{
 		{
-			name: "narrowed-by-swan-isle-init",
-			what: "isle-init proposes 10.1.0.0/16 ↔ 10.2.0.0/16; strongSwan narrows to 10.1.0.0/24 ↔ 10.2.0.2/32",
+			name: "narrow-by-swan",
+			what: "isle-init proposes 10.1.0.0/16 ↔ 10.2.0.0/16; strongSwan narrows to 10.1.0.0/24 ↔ 10.2.0.0/25",
 			s: setup{isleInit: true, auth: authPSK,
 				isleLocalTS: []string{"10.1.0.0/16"}, isleRemoteTS: []string{"10.2.0.0/16"},
-				swanLocalTS: []string{"10.2.0.2/32"}, swanRemoteTS: []string{netns.LeftLAN4},
-				wantIsleLocalTS: []string{netns.LeftLAN4}, wantIsleRemoteTS: []string{"10.2.0.2/32"}},
+				swanLocalTS: []string{"10.2.0.0/25"}, swanRemoteTS: []string{netns.LeftLAN4},
+				wantIsleLocalTS: []string{netns.LeftLAN4}, wantIsleRemoteTS: []string{"10.2.0.0/25"}},
 		},
 		{
-			name: "narrowed-by-isle-swan-init",
+			name: "narrow-by-isle",
 			what: "swan-init proposes 10.2.0.0/16 ↔ 10.1.0.0/16; isle narrows to 10.1.0.2/32 ↔ 10.2.0.0/24",
 			s: setup{isleInit: false, auth: authPSK,
 				isleLocalTS: []string{"10.1.0.2/32"}, isleRemoteTS: []string{netns.RightLAN4},
@@ -169,11 +172,11 @@ func selectorCases() []tcase {
 	}
 }
 
-// rekeyed waits, under traffic, until changed says the SAs moved on from
+// underTraffic waits, under traffic, until changed says the SAs moved on from
 // before, then checks that the pings got through and the tunnel still
 // carries a byte-checked stream.
-func underTraffic(t *testing.T, p *pair, pings int, act func(before snapshot), changed func(before, now snapshot) bool, timeout time.Duration) {
-	before := p.establish()
+func underTraffic(t *testing.T, p *pair, pings int, act func(before snapshot), changed func(before, now snapshot) bool, timeout time.Duration) (before, after snapshot) {
+	before = p.establish()
 	type result struct {
 		got int
 		err error
@@ -191,6 +194,7 @@ func underTraffic(t *testing.T, p *pair, pings int, act func(before snapshot), c
 	for {
 		now, err := p.compare(false)
 		if err == nil && changed(before, now) {
+			after = now
 			break
 		}
 		if time.Now().After(deadline) {
@@ -208,6 +212,15 @@ func underTraffic(t *testing.T, p *pair, pings int, act func(before snapshot), c
 	// The old SAs go away on both sides, and the new ones carry traffic.
 	p.waitAgree(15*time.Second, true)
 	p.traffic()
+	return before, after
+}
+
+// childKept checks that an IKE_SA rekey moved the CHILD_SA over unchanged.
+func childKept(t *testing.T, before, after snapshot) {
+	if before.isleChild.SPIIn != after.isleChild.SPIIn || before.isleChild.SPIOut != after.isleChild.SPIOut {
+		t.Errorf("the IKE_SA rekey replaced the CHILD_SA (%s/%s → %s/%s); want it moved over",
+			before.isleChild.SPIIn, before.isleChild.SPIOut, after.isleChild.SPIIn, after.isleChild.SPIOut)
+	}
 }
 
 func childRekeyed(before, now snapshot) bool {
@@ -222,7 +235,7 @@ func rekeyCases(byIsle bool) []tcase {
 	if byIsle {
 		return []tcase{
 			{
-				name: "child-rekey-by-isle",
+				name: "child-by-isle",
 				what: "isle's CHILD_SA rekey_time (8s) under ping traffic: new SPIs on both sides, ≤5% loss, old SA gone",
 				s:    setup{isleInit: true, auth: authPSK, isleChild: []string{`rekey_time = "8s"`}},
 				run: func(t *testing.T, p *pair) {
@@ -230,18 +243,19 @@ func rekeyCases(byIsle bool) []tcase {
 				},
 			},
 			{
-				name: "ike-rekey-by-isle",
+				name: "ike-by-isle",
 				what: "isle's IKE_SA rekey_time (8s) under ping traffic: new IKE SPIs on both sides, CHILD_SA kept",
 				s:    setup{isleInit: false, auth: authPSK, isleConn: []string{`rekey_time = "8s"`}},
 				run: func(t *testing.T, p *pair) {
-					underTraffic(t, p, 120, nil, ikeRekeyed, 25*time.Second)
+					before, after := underTraffic(t, p, 120, nil, ikeRekeyed, 25*time.Second)
+					childKept(t, before, after)
 				},
 			},
 		}
 	}
 	return []tcase{
 		{
-			name: "child-rekey-by-swan",
+			name: "child-by-swan",
 			what: "swanctl --rekey --child under ping traffic: new SPIs on both sides, ≤5% loss, old SA gone",
 			s:    setup{isleInit: true, auth: authPSK},
 			run: func(t *testing.T, p *pair) {
@@ -253,15 +267,16 @@ func rekeyCases(byIsle bool) []tcase {
 			},
 		},
 		{
-			name: "ike-rekey-by-swan",
+			name: "ike-by-swan",
 			what: "swanctl --rekey --ike under ping traffic: new IKE SPIs on both sides, CHILD_SA kept",
 			s:    setup{isleInit: false, auth: authPSK},
 			run: func(t *testing.T, p *pair) {
-				underTraffic(t, p, 40, func(snapshot) {
+				before, after := underTraffic(t, p, 40, func(snapshot) {
 					if out, err := p.charon.Swanctl("--rekey", "--ike", "peer"); err != nil {
 						t.Fatalf("%v: %s", err, out)
 					}
 				}, ikeRekeyed, 15*time.Second)
+				childKept(t, before, after)
 			},
 		},
 	}
@@ -381,6 +396,7 @@ func lifecycleCases() []tcase {
 				}
 				p.startCharon()
 				now := p.establish()
+				p.waitIsleLog(`peer restarted`, 5*time.Second)
 				if now.isleIKE.SPIi == old.isleIKE.SPIi {
 					t.Errorf("isle shows the old IKE_SA after the restart")
 				}
@@ -427,14 +443,14 @@ func natCases() []tcase {
 
 func TestMatrix(t *testing.T) {
 	t.Parallel()
-	runGroups(t, []group{
-		{name: "proposals-isle-init", prefix: "iopi", cases: proposalCases(true)},
-		{name: "proposals-swan-init", prefix: "iopr", cases: proposalCases(false)},
+	runGroups(t, 0, []group{
+		{name: "prop-isle", prefix: "iopi", cases: proposalCases(true)},
+		{name: "prop-swan", prefix: "iopr", cases: proposalCases(false)},
 		{name: "auth", prefix: "ioau", cases: authCases()},
-		{name: "selectors", prefix: "iots", cases: selectorCases()},
-		{name: "rekey-by-isle", prefix: "iork", cases: rekeyCases(true)},
-		{name: "rekey-by-swan", prefix: "iors", cases: rekeyCases(false)},
-		{name: "lifecycle", prefix: "iolc", cases: lifecycleCases()},
+		{name: "ts", prefix: "iots", cases: selectorCases()},
+		{name: "rekey-isle", prefix: "iork", cases: rekeyCases(true)},
+		{name: "rekey-swan", prefix: "iors", cases: rekeyCases(false)},
+		{name: "life", prefix: "iolc", cases: lifecycleCases()},
 		{name: "nat", prefix: "ionat", nat: true, cases: natCases()},
 	})
 }

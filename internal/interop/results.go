@@ -36,6 +36,8 @@ type Result struct {
 	What     string // what the case proves, one line
 	Outcome  Outcome
 	Duration time.Duration
+
+	order int // where the suite declared the case
 }
 
 // Run describes the run the results come from.
