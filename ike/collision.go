@@ -71,7 +71,11 @@ func (s *IKESA) settleIKERekeyCollision(rk *ikeRekey, st suite, ourSPI, peerSPI 
 		return err
 	}
 	if compareNonces(lowerNonce(ni, nr), rk.peerLow) < 0 {
-		return ours.Delete()
+		err := ours.Delete()
+		if s.cfg.OnRedundant != nil {
+			s.cfg.OnRedundant(ours)
+		}
+		return err
 	}
 	rk.peerNew.handOver(ours)
 	return s.Delete()

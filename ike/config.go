@@ -144,6 +144,10 @@ type Config struct {
 	// the new one has other SPIs, so datagrams must be routed to it. The
 	// CHILD_SAs move over without ChildDown/ChildUp events.
 	OnRekey func(old, new *IKESA)
+	// OnRedundant, when set, is told about the IKE SA of a rekey
+	// collision we lost (RFC 7296 §2.8.2): it has sent its Delete, which
+	// must be retransmitted until answered, like any request.
+	OnRedundant func(*IKESA)
 }
 
 // ChildConfig is one CHILD_SA of a connection.

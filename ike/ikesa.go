@@ -392,6 +392,11 @@ func (s *IKESA) Handle(b []byte) error {
 		s.lastRequest = nil // the answer to our Delete: nothing left to do
 		return nil
 	}
+	if s.state == StateDeleted && m.Flags&message.FlagResponse == 0 && s.haveResponse && m.MessageID == s.peerNextID-1 &&
+		m.SPIi == s.spii && m.SPIr == s.spir {
+		// The peer did not get our answer to its Delete: answer again.
+		return s.transmit(s.lastResponse)
+	}
 	if s.state == StateFailed || s.state == StateDeleted {
 		return fmt.Errorf("ike: drop: IKE SA is %v", s.state)
 	}

@@ -200,6 +200,7 @@ func (m *Manager) newManaged(p *Peer, remote netip.AddrPort, initiator bool) (*m
 		}
 	}
 	cfg.OnRekey = func(old, n *IKESA) { m.ikeRekeyed(ms, n) }
+	cfg.OnRedundant = func(x *IKESA) { m.redundant(ms, x) }
 	send := func(b []byte) error {
 		if ms.sa != nil && ms.sa.initiator && !ms.natt {
 			// RFC 7296 §2.23: once a NAT is found, move to port 4500.
@@ -612,6 +613,7 @@ func (m *Manager) ikeRekeyed(old *managed, n *IKESA) {
 		}
 	}
 	cfg.OnRekey = func(_, nn *IKESA) { m.ikeRekeyed(ms, nn) }
+	cfg.OnRedundant = func(x *IKESA) { m.redundant(ms, x) }
 	n.cfg = cfg
 	n.send = func(b []byte) error { return m.cfg.Send(ms.remote, ms.natt, b) }
 	m.bySPI[ourSPI(n)] = ms
@@ -624,6 +626,17 @@ func (m *Manager) ikeRekeyed(old *managed, n *IKESA) {
 	}
 	m.log.Info("ike: IKE SA rekeyed", "peer", old.peer.Name)
 	m.after(ms)
+}
+
+// redundant takes the IKE SA of a rekey collision we lost, whose Delete
+// is out: its retransmissions and the answer go through the tables, and
+// it is forgotten once answered or given up.
+func (m *Manager) redundant(of *managed, x *IKESA) {
+	ms := &managed{peer: of.peer, sa: x, remote: of.remote, natt: of.natt, childT: map[*ChildSA]Timer{}, lastHeard: time.Now()}
+	x.send = func(b []byte) error { return m.cfg.Send(ms.remote, ms.natt, b) }
+	m.bySPI[ourSPI(x)] = ms
+	m.log.Info("ike: IKE SA rekey collision lost, deleting the redundant IKE SA", "peer", of.peer.Name)
+	m.armRetransmit(ms)
 }
 
 // dropOthers removes, without telling the peer, every other IKE SA with
