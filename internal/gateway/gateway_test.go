@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"runtime"
@@ -104,27 +105,45 @@ integ_key = "0x22222222222222222222222222222222222222222222222222222222222222222
 	}
 }
 
-// TestDemoConfigs: the demo's two files load and mirror each other (the
-// left's out SA is the right's in SA, key for key).
+// TestDemoConfigs: the demo's two files load, mirror each other
+// (addresses, identities, selectors, proposals) and share one PSK, and
+// the negotiator accepts the connections built from them.
 func TestDemoConfigs(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
 	dir := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "demo")
-	load := func(name string) config.ManualSA {
+	load := func(name string) (*config.Config, config.Connection) {
 		cfg, err := config.Load(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(cfg.Manual) != 1 {
-			t.Fatalf("%s: %d manual SAs", name, len(cfg.Manual))
+		if len(cfg.Connections) != 1 || len(cfg.Connections[0].Children) != 1 {
+			t.Fatalf("%s: want one connection with one child", name)
 		}
-		return cfg.Manual[0]
+		if _, err := peerFor(cfg.Connections[0], cfg.Gateway, cfg.PSK); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return cfg, cfg.Connections[0]
 	}
-	l, r := load("left.toml"), load("right.toml")
-	if l.LocalAddr != r.RemoteAddr || l.RemoteAddr != r.LocalAddr {
+	lc, l := load("left.toml")
+	rc, r := load("right.toml")
+	if l.LocalAddrs[0] != r.RemoteAddrs[0] || l.RemoteAddrs[0] != r.LocalAddrs[0] {
 		t.Error("outer addresses do not mirror")
 	}
-	if l.Out.SPI != r.In.SPI || !bytes.Equal(l.Out.EncKey, r.In.EncKey) ||
-		l.In.SPI != r.Out.SPI || !bytes.Equal(l.In.EncKey, r.Out.EncKey) {
-		t.Error("SAs do not mirror")
+	if l.Local.ID.String() != r.Remote.ID.String() || l.Remote.ID.String() != r.Local.ID.String() {
+		t.Error("identities do not mirror")
+	}
+	lch, rch := l.Children[0], r.Children[0]
+	if fmt.Sprint(lch.LocalTS) != fmt.Sprint(rch.RemoteTS) || fmt.Sprint(lch.RemoteTS) != fmt.Sprint(rch.LocalTS) {
+		t.Error("selectors do not mirror")
+	}
+	if fmt.Sprint(l.Proposals) != fmt.Sprint(r.Proposals) || fmt.Sprint(lch.Proposals) != fmt.Sprint(rch.Proposals) {
+		t.Error("proposals differ")
+	}
+	lk, rk := connPSK(lc, l), connPSK(rc, r)
+	if len(lk) == 0 || !bytes.Equal(lk, rk) {
+		t.Error("no common pre-shared key")
+	}
+	if lch.StartAction != config.StartStart || rch.StartAction != config.StartNone {
+		t.Error("the left should initiate and the right respond")
 	}
 }
