@@ -249,6 +249,19 @@ func (s *IKESA) handleAuthRequest(raw []byte, m *message.Message) error {
 		return nil // more fragments to come
 	}
 	h := s.header(message.IKEAuth, true, m.MessageID)
+	if idi := find(ps, func(p *message.ID) bool { return !p.Responder }); idi != nil && s.choosePeer != nil {
+		var idr *Identity
+		if want := find(ps, func(p *message.ID) bool { return p.Responder }); want != nil {
+			idr = &Identity{Type: want.IDType, Data: want.Data}
+		}
+		if err := s.choosePeer(Identity{Type: idi.IDType, Data: idi.Data}, idr); err != nil {
+			out, serr := s.seal(h, []message.Payload{&message.Notify{NotifyType: message.AuthenticationFailed}})
+			if serr == nil {
+				s.sendResponse(out)
+			}
+			return s.fail(err)
+		}
+	}
 	if err := s.verifyPeer(ps); err != nil {
 		out, serr := s.seal(h, []message.Payload{&message.Notify{NotifyType: message.AuthenticationFailed}})
 		if serr == nil {

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -107,6 +108,12 @@ type IKESA struct {
 	peerScheme         string     // how the peer's certificate signature was made
 	queue              []func() error
 	childSPI           uint32 // our inbound SPI for the CHILD_SA being created
+
+	// choosePeer, for a responder of a %any peer, may switch the
+	// configuration by the identities of IKE_AUTH (the Manager's).
+	choosePeer func(idi Identity, idr *Identity) error
+	otherCAs   []*x509.Certificate // trust anchors of the other %any peers, for CERTREQ
+	otherSigns bool                // another %any peer signs: announce our hashes
 
 	childRekeys map[*ChildSA]*childRekey // our outstanding CHILD_SA rekeys
 	ikeRekey    *ikeRekey                // our outstanding IKE SA rekey

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -278,10 +279,16 @@ func (s *IKESA) handleInitRequest(raw []byte, m *message.Message) error {
 	if s.cfg.Fragmentation {
 		ps = append(ps, &message.Notify{NotifyType: message.IKEv2FragmentationSupported})
 	}
-	if s.cfg.wantsCert() {
-		ps = append(ps, s.cfg.certReq())
+	// A responder that may yet become another %any peer (choosePeer)
+	// asks for the certificates any of them would need.
+	certCfg := s.cfg
+	if len(s.otherCAs) > 0 {
+		certCfg.CACerts = append(append([]*x509.Certificate(nil), s.cfg.CACerts...), s.otherCAs...)
 	}
-	if s.cfg.usesCerts() {
+	if certCfg.wantsCert() {
+		ps = append(ps, certCfg.certReq())
+	}
+	if certCfg.usesCerts() || s.otherSigns {
 		ps = append(ps, hashAlgorithmsNotify())
 	}
 	s.notePeerHashes(m.Payloads)

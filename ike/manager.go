@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/isle-ipsec/isle/ike/message"
+	"github.com/isle-ipsec/isle/sa"
 )
 
 // Peer is one connection: the IKE SA we keep with one peer and the timers
@@ -191,16 +192,7 @@ func ourSPI(s *IKESA) uint64 {
 // newManaged wraps an IKE SA of peer p, wiring its callbacks.
 func (m *Manager) newManaged(p *Peer, remote netip.AddrPort, initiator bool) (*managed, error) {
 	ms := &managed{peer: p, remote: remote, childT: map[*ChildSA]Timer{}, lastHeard: time.Now()}
-	cfg := p.Config
-	userChild := cfg.OnChild
-	cfg.OnChild = func(ev ChildEvent) {
-		m.childEvent(ms, ev)
-		if userChild != nil {
-			userChild(ev)
-		}
-	}
-	cfg.OnRekey = func(old, n *IKESA) { m.ikeRekeyed(ms, n) }
-	cfg.OnRedundant = func(x *IKESA) { m.redundant(ms, x) }
+	cfg := m.wire(ms, p.Config)
 	send := func(b []byte) error {
 		if ms.sa != nil && ms.sa.initiator && !ms.natt {
 			// RFC 7296 §2.23: once a NAT is found, move to port 4500.
@@ -218,6 +210,20 @@ func (m *Manager) newManaged(p *Peer, remote netip.AddrPort, initiator bool) (*m
 		ms.sa, err = NewResponder(cfg, send)
 	}
 	return ms, err
+}
+
+// wire points a peer's configuration's callbacks at ms.
+func (m *Manager) wire(ms *managed, cfg Config) Config {
+	userChild := cfg.OnChild
+	cfg.OnChild = func(ev ChildEvent) {
+		m.childEvent(ms, ev)
+		if userChild != nil {
+			userChild(ev)
+		}
+	}
+	cfg.OnRekey = func(old, n *IKESA) { m.ikeRekeyed(ms, n) }
+	cfg.OnRedundant = func(x *IKESA) { m.redundant(ms, x) }
+	return cfg
 }
 
 // Initiate starts the IKE SA of a peer, with its first CHILD_SA in
@@ -427,7 +433,65 @@ func (m *Manager) responderFor(from netip.AddrPort) *managed {
 		m.log.Warn("ike: responder", "peer", p.Name, "err", err)
 		return nil
 	}
+	if !p.Remote.IsValid() {
+		// Several peers may take anyone: the identities in IKE_AUTH
+		// decide which one this is, as strongSwan picks a peer_cfg.
+		ms.sa.choosePeer = func(idi Identity, idr *Identity) error { return m.choosePeer(ms, idi, idr) }
+		for i := range m.cfg.Peers {
+			if q := &m.cfg.Peers[i]; q != p && !q.Remote.IsValid() {
+				ms.sa.otherCAs = append(ms.sa.otherCAs, q.Config.CACerts...)
+				ms.sa.otherSigns = ms.sa.otherSigns || q.Config.usesCerts()
+			}
+		}
+	}
 	return ms
+}
+
+// choosePeer settles which %any peer a responder's IKE SA belongs to, by
+// the initiator's identity and the one it asks us to be: the first peer
+// expecting exactly that identity, else the first expecting %any, whose
+// IKE proposals allow what IKE_SA_INIT chose.
+func (m *Manager) choosePeer(ms *managed, idi Identity, idr *Identity) error {
+	var best *Peer
+	bestScore := 0
+	for i := range m.cfg.Peers {
+		q := &m.cfg.Peers[i]
+		if q.Remote.IsValid() || (idr != nil && !idr.equal(q.Config.LocalID)) || !acceptsSuite(q.Config.IKEProposals, ms.sa.ike) {
+			continue
+		}
+		score := 0
+		switch {
+		case q.Config.RemoteID.equal(idi):
+			score = 2
+		case q.Config.RemoteID.IsAny():
+			score = 1
+		}
+		if score > bestScore {
+			best, bestScore = q, score
+		}
+	}
+	if best == nil {
+		return fmt.Errorf("%w: no connection takes peer %v", ErrIdentityMismatch, idi)
+	}
+	if best != ms.peer {
+		m.log.Info("ike: peer chosen by identity", "peer", best.Name, "id", idi.String())
+		ms.peer = best
+		cfg := m.wire(ms, best.Config)
+		cfg.Local, cfg.Remote = ms.sa.cfg.Local, ms.sa.cfg.Remote
+		ms.sa.cfg = cfg
+	}
+	return nil
+}
+
+// acceptsSuite reports whether one of ps contains every transform of st.
+func acceptsSuite(ps []sa.Proposal, st suite) bool {
+	for _, p := range ps {
+		if p.Protocol == st.proto && slices.Contains(p.Encr, st.enc) && slices.Contains(p.PRF, st.prf) && slices.Contains(p.DH, st.dh) &&
+			(st.integ == sa.IntegNone && len(p.Integ) == 0 || slices.Contains(p.Integ, st.integ)) {
+			return true
+		}
+	}
+	return false
 }
 
 // after looks at an IKE SA once it has acted, and sets its timers.
