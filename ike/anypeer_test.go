@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"crypto/x509"
 	"log/slog"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
