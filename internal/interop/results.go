@@ -46,6 +46,7 @@ type Run struct {
 	Isle       string // e.g. a git revision
 	Date       time.Time
 	Elapsed    time.Duration // the whole suite's wall time
+	Note       string        // a paragraph between the summary and the table
 }
 
 // WriteTable writes the results as a Markdown table, grouped and in the
@@ -65,6 +66,9 @@ func WriteTable(w io.Writer, run Run, results []Result) error {
 	fmt.Fprintf(&b, "Interoperability with %s, isle %s, run %s (%s wall time): %d passed, %d failed, %d skipped.\n\n",
 		run.StrongSwan, run.Isle, run.Date.UTC().Format("2006-01-02 15:04 MST"), run.Elapsed.Round(time.Second),
 		counts[Pass], counts[Fail], counts[Skip])
+	if run.Note != "" {
+		b.WriteString(run.Note + "\n\n")
+	}
 	b.WriteString("| group | case | what is checked | result | time |\n|---|---|---|---|---|\n")
 	for _, g := range groups {
 		for _, r := range results {
