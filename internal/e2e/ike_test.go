@@ -49,20 +49,21 @@ func TestIKEUp(t *testing.T) {
 
 // TestIKEChildRekeyNoLoss: the CHILD_SA is rekeyed every second (by
 // either side, whichever timer fires first; the hard lifetime is 1.1 s)
-// under a continuous ping of 5 per second for 22 s: at least 20
-// consecutive rekeys, and not one ping is lost.
+// under a continuous ping of 50 per second for 22 s (ten times the
+// brief's 5/s, so that a gap of a few milliseconds would show): at least
+// 20 consecutive rekeys, and not one ping is lost.
 func TestIKEChildRekeyNoLoss(t *testing.T) {
 	l := startIKELab(t, "gkd", ikeOpts{childRekey: "1s"})
 	l.waitUp("site", 10*time.Second)
 	first := l.installed(l.left, "site")
-	const count = 110
-	_, got := l.continuousPing(count, 200*time.Millisecond)
+	const count = 1100
+	_, got := l.continuousPing(count, 20*time.Millisecond)
 	n, err := got()
 	if err != nil {
 		t.Fatal(err)
 	}
 	rekeys := countLog(l.left, "CHILD_SA rekeyed")
-	t.Logf("%d CHILD_SA rekeys in %v of ping; %d of %d pings answered", rekeys, count*200*time.Millisecond, n, count)
+	t.Logf("%d CHILD_SA rekeys in %v of ping; %d of %d pings answered", rekeys, count*20*time.Millisecond, n, count)
 	if n != count {
 		t.Errorf("lost %d pings during rekeys", count-n)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/isle-ipsec/isle/internal/config"
 	"github.com/isle-ipsec/isle/internal/dataplane"
 	"github.com/isle-ipsec/isle/internal/status"
+	"github.com/isle-ipsec/isle/policy"
 	"github.com/isle-ipsec/isle/sa"
 )
 
@@ -31,12 +32,18 @@ type conn struct {
 	mgr  *ike.Manager
 	log  *slog.Logger
 
-	mu        sync.Mutex            // guards what follows; never held while calling mgr
-	children  map[uint32]*installed // by inbound SPI
-	current   map[string]uint32     // dataplane child name → inbound SPI installed under it
-	lastFrom  netip.AddrPort        // where the IKE datagram being handled came from
-	lastNATT  bool                  // ... and whether on the NAT-T port
-	peerAddr  netip.AddrPort        // the peer's IKE address, as last heard or sent to
+	mu       sync.Mutex            // guards what follows; never held while calling mgr
+	children map[uint32]*installed // by inbound SPI
+	current  map[string]uint32     // dataplane child name → inbound SPI installed under it
+	// pending are rekeyed CHILD_SAs whose inbound SA is installed but
+	// whose outbound SA waits until the old SA is deleted (or traffic
+	// comes in on the new one), by dataplane name: the peer may not have
+	// installed its inbound SA yet (the responder of a rekey installs
+	// before the initiator has the answer), as strongSwan does it.
+	pending   map[string]*installed
+	lastFrom  netip.AddrPort // where the IKE datagram being handled came from
+	lastNATT  bool           // ... and whether on the NAT-T port
+	peerAddr  netip.AddrPort // the peer's IKE address, as last heard or sent to
 	ikeSeen   map[[2]uint64]time.Time
 	downing   bool // our own Down/Terminate: ChildDown is not the peer's doing
 	closeWant bool // close_action asked for a new initiation
@@ -53,6 +60,30 @@ type installed struct {
 	remoteTS  []string
 	installed time.Time
 	rekey     time.Duration
+
+	localSel, remoteSel []policy.Selector
+	waitsFor            uint32 // while pending: the inbound SPI of the SA it replaces
+}
+
+// switchOut starts sending on a rekeyed CHILD_SA's new outbound SA (the
+// new inbound one is installed already); it reports whether one was
+// waiting. Called without cs.mu held.
+func (cs *conn) switchOut(name string, why string) bool {
+	cs.mu.Lock()
+	inst := cs.pending[name]
+	if inst == nil || cs.current[name] != inst.in.SPI() {
+		delete(cs.pending, name)
+		cs.mu.Unlock()
+		return false
+	}
+	delete(cs.pending, name)
+	cs.mu.Unlock()
+	if err := cs.g.dp.AddChild(dataplane.Child{Name: name, Local: inst.localSel, Remote: inst.remoteSel, Out: inst.out, In: inst.in}); err != nil {
+		cs.log.Error("CHILD_SA: switching to the new outbound SA", "child", inst.child, "err", err)
+		return false
+	}
+	cs.log.Debug("CHILD_SA: sending on the new outbound SA", "child", inst.child, "spi_out", status.SPI32(inst.out.SPI()), "because", why)
+	return true
 }
 
 func dpName(connName, child string) string { return connName + "/" + child }
@@ -64,7 +95,8 @@ func (g *Gateway) newConn(c config.Connection, cfg *config.Config) (*conn, error
 		return nil, err
 	}
 	cs := &conn{g: g, conf: c, psk: connPSK(cfg, c), log: g.log.With("conn", c.Name),
-		children: map[uint32]*installed{}, current: map[string]uint32{}, ikeSeen: map[[2]uint64]time.Time{}}
+		children: map[uint32]*installed{}, current: map[string]uint32{}, pending: map[string]*installed{},
+		ikeSeen: map[[2]uint64]time.Time{}}
 	mc := ike.ManagerConfig{
 		Peers:             []ike.Peer{p},
 		Send:              cs.send,
@@ -260,7 +292,20 @@ func (cs *conn) install(c *ike.ChildSA, replaces *ike.ChildSA) error {
 		return fmt.Errorf("outbound SA: %w", err)
 	}
 	name := dpName(cs.conf.Name, c.Name)
-	if err := cs.g.dp.AddChild(dataplane.Child{Name: name, Local: c.LocalTS, Remote: c.RemoteTS, Out: out, In: in}); err != nil {
+	// Make before break: a rekey installs the new inbound SA next to the
+	// old one at once, but keeps sending on the old outbound SA until
+	// the old pair is deleted (switchOut).
+	sendWith := out
+	cs.mu.Lock()
+	var old *installed
+	if replaces != nil && cs.current[name] == replaces.InboundSPI {
+		old = cs.children[replaces.InboundSPI]
+	}
+	cs.mu.Unlock()
+	if old != nil {
+		sendWith = old.out
+	}
+	if err := cs.g.dp.AddChild(dataplane.Child{Name: name, Local: c.LocalTS, Remote: c.RemoteTS, Out: sendWith, In: in}); err != nil {
 		in.Close()
 		out.Close()
 		return err
@@ -272,7 +317,11 @@ func (cs *conn) install(c *ike.ChildSA, replaces *ike.ChildSA) error {
 			}
 		}
 	}
-	inst := &installed{child: c.Name, dpName: name, in: in, out: out, installed: time.Now(), rekey: chConf.RekeyTime}
+	inst := &installed{child: c.Name, dpName: name, in: in, out: out, installed: time.Now(), rekey: chConf.RekeyTime,
+		localSel: c.LocalTS, remoteSel: c.RemoteTS, waitsFor: 0}
+	if old != nil {
+		inst.waitsFor = replaces.InboundSPI
+	}
 	inst.inCfg, inst.outCfg = withoutKeys(inCfg), withoutKeys(outCfg)
 	for _, s := range c.LocalTS {
 		inst.localTS = append(inst.localTS, s.String())
@@ -283,6 +332,11 @@ func (cs *conn) install(c *ike.ChildSA, replaces *ike.ChildSA) error {
 	cs.mu.Lock()
 	cs.children[c.InboundSPI] = inst
 	cs.current[name] = c.InboundSPI
+	if old != nil {
+		cs.pending[name] = inst
+	} else {
+		delete(cs.pending, name)
+	}
 	cs.mu.Unlock()
 	verb := "CHILD_SA up"
 	if replaces != nil {
@@ -324,7 +378,14 @@ func (cs *conn) uninstall(c *ike.ChildSA) {
 		delete(cs.current, inst.dpName)
 	}
 	peerClosed := isCurrent && !cs.downing
+	switchFirst := false
+	if p := cs.pending[inst.dpName]; p != nil && p.waitsFor == c.InboundSPI {
+		switchFirst = true
+	}
 	cs.mu.Unlock()
+	if switchFirst {
+		cs.switchOut(inst.dpName, "the old SA is deleted")
+	}
 	cs.remove(inst, c.InboundSPI, isCurrent)
 	if isCurrent {
 		cs.log.Info("CHILD_SA down", "child", c.Name, "spi_in", status.SPI32(c.InboundSPI), "spi_out", status.SPI32(c.OutboundSPI))
@@ -363,6 +424,17 @@ func (cs *conn) remove(inst *installed, inSPI uint32, isCurrent bool) {
 // peer died, or restarted and we dropped its old IKE SA): the manager
 // reports no ChildDown for those.
 func (cs *conn) reconcile() {
+	cs.mu.Lock()
+	var ready []string
+	for name, inst := range cs.pending {
+		if inst.in.Stats().PacketsIn > 0 || time.Since(inst.installed) > 5*time.Second {
+			ready = append(ready, name)
+		}
+	}
+	cs.mu.Unlock()
+	for _, name := range ready {
+		cs.switchOut(name, "the peer sends on the new SA, or its DELETE is late")
+	}
 	live := map[uint32]bool{}
 	for _, st := range cs.mgr.Status() {
 		for _, c := range st.Children {
