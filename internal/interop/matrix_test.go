@@ -2,6 +2,7 @@ package interop
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ func runGroups(t *testing.T, base int, groups []group) {
 	if testenv.Short() {
 		t.Skip("namespace test: not in -short")
 	}
+	testenv.RequireTool(t, "ping")
 	for gi, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()
@@ -441,6 +443,31 @@ func natCases() []tcase {
 	}
 }
 
+func familyCases() []tcase {
+	return []tcase{
+		{
+			name: "dual-stack-ts",
+			what: "isle-init over IPv4 with selectors of both families (10.x/24 and fd00:x::/64): IPv4 and IPv6 traffic",
+			s:    setup{isleInit: true, auth: authPSK, dual: true},
+		},
+		{
+			name: "outer-ipv6",
+			what: "swan-init with IKE and ESP-in-UDP over IPv6 between the gateways, selectors of both families",
+			s:    setup{isleInit: false, auth: authPSK, dual: true, outer6: true},
+			run: func(t *testing.T, p *pair) {
+				snap := p.establish()
+				if snap.swanIKE.LocalHost != netns.WanGR6 || snap.swanIKE.RemoteHost != netns.WanGL6 {
+					t.Errorf("charon's IKE_SA runs between %s and %s, want IPv6", snap.swanIKE.LocalHost, snap.swanIKE.RemoteHost)
+				}
+				if !strings.Contains(snap.isleIKE.Remote, netns.WanGR6) {
+					t.Errorf("isle's IKE_SA peer is %s, want %s", snap.isleIKE.Remote, netns.WanGR6)
+				}
+				p.traffic()
+			},
+		},
+	}
+}
+
 func TestMatrix(t *testing.T) {
 	t.Parallel()
 	runGroups(t, 0, []group{
@@ -452,5 +479,6 @@ func TestMatrix(t *testing.T) {
 		{name: "rekey-swan", prefix: "iors", cases: rekeyCases(false)},
 		{name: "life", prefix: "iolc", cases: lifecycleCases()},
 		{name: "nat", prefix: "ionat", nat: true, cases: natCases()},
+		{name: "family", prefix: "iofam", cases: familyCases()},
 	})
 }

@@ -59,6 +59,9 @@ type setup struct {
 	islePSK, swanPSK           string // "": the shared test key
 	isleRemoteID, swanRemoteID string // "": the peer's real identity
 	untrusted                  string // "isle" or "swan": that side's certificate comes from a CA the other does not trust
+
+	outer6 bool // IKE and ESP between the gateways over IPv6
+	dual   bool // selectors of both families (IPv4 and IPv6 LANs), traffic of both
 }
 
 const testPSK = "isle-interop-psk-0123456789abcdef"
@@ -97,6 +100,14 @@ func newPair(t *testing.T, topo *netns.Topology, s setup) *pair {
 		p.isleAddr, p.isleSeen = netns.WanGR4, netns.WanGL4
 		p.swanAddr, p.swanSeen = topo.GLWan4, netns.WanGR4
 	}
+	if s.outer6 {
+		p.isleAddr, p.isleSeen = topo.GLWan6, netns.WanGR6
+		p.swanAddr, p.swanSeen = netns.WanGR6, netns.WanGL6
+		if s.isleRight {
+			p.isleAddr, p.isleSeen = netns.WanGR6, netns.WanGL6
+			p.swanAddr, p.swanSeen = topo.GLWan6, netns.WanGR6
+		}
+	}
 	// The control socket's path must stay under 108 bytes, which a log
 	// directory named after the test may not.
 	sockDir, err := os.MkdirTemp("", "io")
@@ -109,11 +120,16 @@ func newPair(t *testing.T, topo *netns.Topology, s setup) *pair {
 	return p
 }
 
-func lanOf(n netns.Node) string {
+// lans is the LAN behind gateway n: IPv4, and IPv6 too in a dual case.
+func (p *pair) lans(n netns.Node) []string {
+	lan := []string{netns.RightLAN4, netns.RightLAN6}
 	if n == netns.GL {
-		return netns.LeftLAN4
+		lan = []string{netns.LeftLAN4, netns.LeftLAN6}
 	}
-	return netns.RightLAN4
+	if !p.s.dual {
+		lan = lan[:1]
+	}
+	return lan
 }
 
 func or(v, def []string) []string {
@@ -223,7 +239,7 @@ func (p *pair) isleConfig() string {
 		start = "start"
 	}
 	fmt.Fprintf(&b, "\n[connections.peer.children.net]\nlocal_ts = %s\nremote_ts = %s\nstart_action = %q\n",
-		tomlList(or(s.isleLocalTS, []string{lanOf(p.isleNode)})), tomlList(or(s.isleRemoteTS, []string{lanOf(p.swanNode)})), start)
+		tomlList(or(s.isleLocalTS, p.lans(p.isleNode))), tomlList(or(s.isleRemoteTS, p.lans(p.swanNode))), start)
 	if s.isleESP != nil {
 		fmt.Fprintf(&b, "esp_proposals = %s\n", tomlList(s.isleESP))
 	}
@@ -253,8 +269,8 @@ func (p *pair) swanConfig() swan.Config {
 		Proposals: or(s.swanIKE, []string{"default"}),
 		Children: []swan.Child{{
 			Name:         "net",
-			LocalTS:      or(s.swanLocalTS, []string{lanOf(p.swanNode)}),
-			RemoteTS:     or(s.swanRemoteTS, []string{lanOf(p.isleNode)}),
+			LocalTS:      or(s.swanLocalTS, p.lans(p.swanNode)),
+			RemoteTS:     or(s.swanRemoteTS, p.lans(p.isleNode)),
 			ESPProposals: or(s.swanESP, []string{"default"}),
 		}},
 	}
@@ -578,18 +594,25 @@ func (p *pair) establish() snapshot {
 func (p *pair) traffic() {
 	t := p.t
 	t.Helper()
-	if err := p.topo.Ping(netns.HL, netns.HR4, 3); err != nil {
-		t.Fatalf("hl → hr: %v", err)
-	}
-	if err := p.topo.Ping(netns.HR, netns.HL4, 3); err != nil {
-		t.Fatalf("hr → hl: %v", err)
-	}
 	const size = 256 << 10
-	if _, err := p.topo.TCPTransfer(netns.HL, netns.HR, netns.HR4, size); err != nil {
-		t.Fatalf("TCP hl → hr: %v", err)
+	pairs := [][2]string{{netns.HL4, netns.HR4}}
+	if p.s.dual {
+		pairs = append(pairs, [2]string{netns.HL6, netns.HR6})
 	}
-	if _, err := p.topo.TCPTransfer(netns.HR, netns.HL, netns.HL4, size); err != nil {
-		t.Fatalf("TCP hr → hl: %v", err)
+	for _, a := range pairs {
+		hl, hr := a[0], a[1]
+		if err := p.topo.Ping(netns.HL, hr, 3); err != nil {
+			t.Fatalf("hl → hr: %v", err)
+		}
+		if err := p.topo.Ping(netns.HR, hl, 3); err != nil {
+			t.Fatalf("hr → hl: %v", err)
+		}
+		if _, err := p.topo.TCPTransfer(netns.HL, netns.HR, hr, size); err != nil {
+			t.Fatalf("TCP hl → hr (%s): %v", hr, err)
+		}
+		if _, err := p.topo.TCPTransfer(netns.HR, netns.HL, hl, size); err != nil {
+			t.Fatalf("TCP hr → hl (%s): %v", hl, err)
+		}
 	}
 	snap := p.waitAgree(10*time.Second, false)
 	// Both ways carried at least the two streams.
