@@ -32,48 +32,108 @@ func maxInner(s *sa.SA, outerMTU int) int {
 	return avail - avail%bs - 2
 }
 
-// outPath is the outbound path's per-goroutine state: the packet buffer
-// with head- and tailroom and the scratch for ICMP answers.
-type outPath struct {
-	d        *Dataplane
-	buf      []byte
-	bufs     [][]byte
-	sizes    []int
-	icmp     []byte
-	icmpBufs [][]byte
-	frag     []byte           // fragments of inner packets (AH only), made on first use
-	writers  [2][2]*rawWriter // [ESP, AH][IPv4, IPv6]
+// pending is a sealed outer packet waiting for the batch's send.
+type pending struct {
+	c   *child
+	pkt []byte
+	// fits: the packet is no larger than the path MTU allows, so it may
+	// ride in a UDP GSO run with packets of its size.
+	fits bool
 }
 
+// outPath is the outbound path's per-goroutine state: the packet buffers
+// with head- and tailroom that one TUN read fills, the sealed packets
+// waiting to be sent, the batch writers, and the scratch for ICMP
+// answers.
+type outPath struct {
+	d        *Dataplane
+	buf      []byte // bufs[0]
+	bufs     [][]byte
+	sizes    []int
+	queue    []pending
+	icmp     []byte
+	icmpBufs [][]byte
+	frag     []byte // fragments of inner packets (AH only), made on first use
+	udp      *batchWriter
+	raw      [2][2]*batchWriter // [ESP, AH][IPv4, IPv6]
+	gso      bool
+}
+
+// newOutPath makes the buffers for TUN reads of up to the device's batch
+// size: one packet of up to maxPkt bytes without offloads, else segments
+// of at most the device's MTU.
 func newOutPath(d *Dataplane) *outPath {
-	o := &outPath{d: d, buf: make([]byte, bufSize), sizes: []int{0}, icmp: make([]byte, headroom+ipv6MinMTU)}
-	o.bufs = [][]byte{o.buf}
+	o := &outPath{d: d, icmp: make([]byte, headroom+ipv6MinMTU)}
+	n := 1
+	if d.tun != nil {
+		n = max(d.tun.BatchSize(), 1)
+	}
+	size := bufSize
+	if n > 1 {
+		size = headroom + d.cfg.MTU + tailroom
+	}
+	o.bufs = make([][]byte, n)
+	for i := range o.bufs {
+		o.bufs[i] = make([]byte, size)
+	}
+	o.buf = o.bufs[0]
+	o.sizes = make([]int, n)
+	o.queue = make([]pending, 0, n)
 	o.icmpBufs = [][]byte{o.icmp}
-	o.writers = [2][2]*rawWriter{d.espTx, d.ahTx}
+	if d.udp != nil {
+		if rc, err := d.udp.SyscallConn(); err == nil {
+			o.udp = newBatchWriter(rc, n)
+			o.gso = !d.noGSO.Load()
+		}
+	}
+	for fam := range 2 {
+		if r := d.raw[fam][0]; r != nil {
+			o.raw[0][fam] = newBatchWriter(r.rc, n)
+		}
+		if r := d.raw[fam][1]; r != nil {
+			o.raw[1][fam] = newBatchWriter(r.rc, n)
+		}
+	}
 	return o
 }
 
-// tunLoop is the outbound path: TUN → SPD → seal → socket.
+// tunLoop is the outbound path: TUN → SPD → seal → socket, a batch at a
+// time. Sequence numbers are taken in the order the packets were read,
+// and each batch is sent in that order.
 func (d *Dataplane) tunLoop() {
 	defer d.wg.Done()
 	o := newOutPath(d)
 	for {
-		_, err := d.tun.Read(o.bufs[:1], o.sizes, headroom)
+		n, err := d.tun.Read(o.bufs, o.sizes, headroom)
 		if err != nil {
 			if isClosed(err) || d.ctx.Err() != nil {
 				return
 			}
-			d.log.Error("reading TUN device", "err", err)
-			return
+			// A packet the device could not hand over (a bad offload
+			// header): it is lost, the device goes on.
+			d.drop(DropMalformed)
+			d.log.Debug("reading TUN device", "err", err)
+			continue
 		}
-		o.handle(o.sizes[0])
+		for i := range n {
+			o.process(o.bufs[i], o.sizes[i])
+		}
+		o.flush()
 	}
 }
 
-// handle processes the inner packet of n bytes at o.buf[headroom:].
+// handle processes and sends the inner packet of n bytes at
+// o.buf[headroom:].
 func (o *outPath) handle(n int) {
+	o.process(o.buf, n)
+	o.flush()
+}
+
+// process handles the inner packet buf[headroom:headroom+n]: a sealed
+// packet is queued for flush, which must come before buf is reused.
+func (o *outPath) process(buf []byte, n int) {
 	d := o.d
-	pkt := o.buf[headroom : headroom+n]
+	pkt := buf[headroom : headroom+n]
 	t, err := policy.ParseTuple(pkt)
 	if err != nil {
 		d.drop(DropMalformed)
@@ -115,12 +175,12 @@ func (o *outPath) handle(n int) {
 		}
 		return
 	}
-	o.sealSend(c, o.buf, n)
+	o.seal(c, buf, n)
 }
 
-// sealSend seals the inner packet buf[headroom:headroom+n] with c's
-// outbound SA and sends it to the peer.
-func (o *outPath) sealSend(c *child, buf []byte, n int) {
+// seal seals the inner packet buf[headroom:headroom+n] with c's outbound
+// SA and queues it for the peer.
+func (o *outPath) seal(c *child, buf []byte, n int) {
 	d := o.d
 	s := c.Out
 	seq, err := s.NextSeq()
@@ -139,21 +199,100 @@ func (o *outPath) sealSend(c *child, buf []byte, n int) {
 		d.drop(dropOf(err))
 		return
 	}
-	dst := c.peer.Load()
-	if d.sendHook != nil {
-		err = d.sendHook(c, out)
-	} else if s.Encap() {
-		_, _, err = d.udp.WriteMsgUDPAddrPort(out, dst.oob, dst.udp)
-	} else {
+	o.queue = append(o.queue, pending{c: c, pkt: out, fits: n <= c.maxInner})
+}
+
+// flush sends the queued packets in order: ESP in UDP as runs of
+// equal-sized packets to one peer in one UDP GSO message each, where the
+// kernel allows it, and everything in one sendmmsg per socket.
+func (o *outPath) flush() {
+	d := o.d
+	var (
+		runDst  netip.AddrPort
+		runSeg  int // size of the run's packets; 0: no run open
+		runN    int
+		runSize int
+	)
+	for _, p := range o.queue {
+		c, s := p.c, p.c.Out
+		dst := c.peer.Load()
+		if d.sendHook != nil {
+			if err := d.sendHook(c, p.pkt); err != nil {
+				d.drop(DropSendError)
+			}
+			continue
+		}
+		if s.Encap() {
+			w := o.udp
+			if o.gso && p.fits && runSeg != 0 && dst.udp == runDst && len(p.pkt) <= runSeg &&
+				runN < maxGSOSegments && runSize+len(p.pkt) <= maxGSOBytes && w.niov < len(w.iovs) {
+				w.extend(p.pkt, runSeg)
+				runN++
+				runSize += len(p.pkt)
+				if len(p.pkt) < runSeg {
+					runSeg = 0 // a shorter packet ends the run
+				}
+				continue
+			}
+			if w.full() {
+				o.flushUDP()
+			}
+			w.add(p.pkt, dst.udp, dst.oob)
+			runDst, runSeg, runN, runSize = dst.udp, 0, 1, len(p.pkt)
+			if p.fits {
+				runSeg = len(p.pkt)
+			}
+			continue
+		}
 		fam := 0
 		if dst.udp.Addr().Is6() {
 			fam = 1
 		}
-		err = o.writers[protoIndex(s.Protocol())][fam].send(out, dst, s.Protocol() == sa.ProtoESP)
+		w := o.raw[protoIndex(s.Protocol())][fam]
+		if w.full() {
+			o.flushRaw(w)
+		}
+		// Raw sockets take no port. AH goes with its header, source
+		// included: no PKTINFO.
+		var oob []byte
+		if s.Protocol() == sa.ProtoESP {
+			oob = dst.oob
+		}
+		w.add(p.pkt, netip.AddrPortFrom(dst.udp.Addr(), 0), oob)
 	}
-	if err != nil {
-		d.drop(DropSendError)
-		d.log.Debug("sending outer packet", "child", c.Name, "err", err)
+	o.queue = o.queue[:0]
+	if o.udp != nil {
+		o.flushUDP()
+	}
+	for i := range o.raw {
+		for _, w := range o.raw[i] {
+			if w != nil {
+				o.flushRaw(w)
+			}
+		}
+	}
+}
+
+func (o *outPath) flushUDP() {
+	if err := o.udp.flush(); err != nil {
+		o.d.drop(DropSendError)
+		o.d.log.Debug("sending ESP in UDP", "err", err)
+	}
+	if o.udp.gsoErr {
+		// Sends with several segments fail here (no UDP GSO on the
+		// route's device): send one packet per message from now on.
+		o.udp.gsoErr = false
+		o.gso = false
+		if o.d.noGSO.CompareAndSwap(false, true) {
+			o.d.log.Info("UDP GSO unavailable; sending one datagram per packet", "err", o.udp.err)
+		}
+	}
+}
+
+func (o *outPath) flushRaw(w *batchWriter) {
+	if err := w.flush(); err != nil {
+		o.d.drop(DropSendError)
+		o.d.log.Debug("sending on raw socket", "err", err)
 	}
 }
 
@@ -195,19 +334,49 @@ func (o *outPath) fragment4(c *child, pkt []byte) bool {
 		binary.BigEndian.PutUint16(f[6:], fo)
 		f[10], f[11] = 0, 0
 		binary.BigEndian.PutUint16(f[10:], checksum(f[:20], 0))
-		o.sealSend(c, o.frag, len(f))
+		// o.frag is reused for the next fragment: send this one now.
+		o.seal(c, o.frag, len(f))
+		o.flush()
 	}
 	return true
 }
 
+// Inbound batches: how many datagrams one recvmmsg takes, and where the
+// inner packets start in the buffers handed to the TUN device (room for
+// the virtio header the device writes in front with offloads).
+const (
+	recvBatch = 32
+	tunOff    = headroom
+)
+
+// newRecvBufs makes n receive buffers of bufSize; each datagram is read
+// at headroom, and each buffer has its own array, so that an inner packet
+// handed to the TUN device can grow in place when the device coalesces
+// the packets that follow it (GRO).
+func newRecvBufs(n int) (full, at [][]byte) {
+	full, at = make([][]byte, n), make([][]byte, n)
+	for i := range full {
+		full[i] = make([]byte, bufSize)
+		at[i] = full[i][headroom : headroom+maxPkt]
+	}
+	return full, at
+}
+
 // udpLoop is the NAT-T socket: ESP in UDP, IKE behind the non-ESP marker,
-// keepalives.
+// keepalives. With UDP GRO one datagram may hold several ESP packets of
+// one size back to back.
 func (d *Dataplane) udpLoop() {
 	defer d.wg.Done()
-	buf := make([]byte, bufSize)
+	rc, err := d.udp.SyscallConn()
+	if err != nil {
+		d.log.Error("NAT-T socket", "err", err)
+		return
+	}
+	full, at := newRecvBufs(recvBatch)
+	r := newBatchReader(rc, at)
 	in := newInbound(d)
 	for {
-		n, from, err := d.udp.ReadFromUDPAddrPort(buf[headroom:])
+		n, err := r.read()
 		if err != nil {
 			if isClosed(err) || d.ctx.Err() != nil {
 				return
@@ -215,33 +384,52 @@ func (d *Dataplane) udpLoop() {
 			d.log.Error("reading NAT-T socket", "err", err)
 			return
 		}
-		pkt := buf[headroom : headroom+n]
-		switch esp.ClassifyUDP(pkt) {
-		case esp.KindKeepalive:
-			d.ctr.keepalives.Add(1)
-		case esp.KindIKE:
-			if d.cfg.IKE == nil {
-				d.drop(DropNotESP)
+		for i := range n {
+			from := r.from(i)
+			msg := r.msg(i)
+			seg := r.groSize(i)
+			if seg <= 0 || seg >= len(msg) {
+				in.udp(full[i], msg, from, true)
 				continue
 			}
-			d.ctr.ike.Add(1)
-			d.cfg.IKE(pkt[esp.NonESPMarkerLen:], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
-		case esp.KindESP:
-			in.esp(buf, pkt, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
-		default:
-			d.drop(DropMalformed)
+			for off := 0; off < len(msg); off += seg {
+				end := min(off+seg, len(msg))
+				in.udp(full[i], msg[off:end], from, end == len(msg))
+			}
 		}
+		in.flush()
+	}
+}
+
+// udp handles one UDP payload on the NAT-T port that lies inside buf;
+// last says that nothing after it in buf is still needed.
+func (in *inbound) udp(buf, pkt []byte, from netip.AddrPort, last bool) {
+	d := in.d
+	switch esp.ClassifyUDP(pkt) {
+	case esp.KindKeepalive:
+		d.ctr.keepalives.Add(1)
+	case esp.KindIKE:
+		if d.cfg.IKE == nil {
+			d.drop(DropNotESP)
+			return
+		}
+		d.ctr.ike.Add(1)
+		d.cfg.IKE(pkt[esp.NonESPMarkerLen:], from)
+	case esp.KindESP:
+		in.esp(buf, pkt, from, last)
+	default:
+		d.drop(DropMalformed)
 	}
 }
 
 // rawLoop reads ESP or AH from a raw IP socket.
 func (d *Dataplane) rawLoop(s *rawSocket, v6, isAH bool) {
 	defer d.wg.Done()
-	buf := make([]byte, bufSize)
-	r := newRawReader(s, buf[headroom:], isAH)
+	full, at := newRecvBufs(recvBatch)
+	r := newBatchReader(s.rc, at)
 	in := newInbound(d)
 	for {
-		n, err := r.next()
+		n, err := r.read()
 		if err != nil {
 			if isClosed(err) || d.ctx.Err() != nil {
 				return
@@ -249,61 +437,83 @@ func (d *Dataplane) rawLoop(s *rawSocket, v6, isAH bool) {
 			d.log.Error("reading raw socket", "ipv6", v6, "ah", isAH, "err", err)
 			return
 		}
-		pkt := buf[headroom : headroom+n]
-		if !v6 {
-			// IPv4 raw sockets deliver the IP header too.
-			if n < 20 || pkt[0]>>4 != 4 {
-				d.drop(DropMalformed)
-				continue
-			}
-			if isAH {
-				in.ah(buf, pkt)
-				continue
-			}
-			ihl := int(pkt[0]&0x0f) * 4
-			if ihl < 20 || ihl > n {
-				d.drop(DropMalformed)
-				continue
-			}
-			in.esp(buf, pkt[ihl:], netip.AddrPort{})
-			continue
+		for i := range n {
+			in.raw(r, i, full[i], v6, isAH)
 		}
-		if !isAH {
-			in.esp(buf, pkt, netip.AddrPort{})
-			continue
-		}
-		// AH's ICV covers the outer IPv6 header, which the IPv6 raw
-		// socket does not deliver: rebuild it in the headroom from the
-		// addresses the kernel reports.
-		src, dst, ok := r.v6Addrs()
-		if !ok {
-			d.drop(DropMalformed)
-			continue
-		}
-		whole, err := ah.RebuildIPv6Header(buf, headroom, n, src, dst)
-		if err != nil {
-			d.drop(DropMalformed)
-			continue
-		}
-		in.ah(buf, whole)
+		in.flush()
 	}
 }
 
-// inbound holds one reader goroutine's scratch for delivering to the TUN.
-type inbound struct {
-	d    *Dataplane
-	bufs [][]byte
+// raw handles the i-th datagram of r, which lies in buf at headroom.
+func (in *inbound) raw(r *batchReader, i int, buf []byte, v6, isAH bool) {
+	d := in.d
+	pkt := r.msg(i)
+	n := len(pkt)
+	if !v6 {
+		// IPv4 raw sockets deliver the IP header too.
+		if n < 20 || pkt[0]>>4 != 4 {
+			d.drop(DropMalformed)
+			return
+		}
+		if isAH {
+			in.ah(buf, pkt)
+			return
+		}
+		ihl := int(pkt[0]&0x0f) * 4
+		if ihl < 20 || ihl > n {
+			d.drop(DropMalformed)
+			return
+		}
+		in.esp(buf, pkt[ihl:], netip.AddrPort{}, true)
+		return
+	}
+	if !isAH {
+		in.esp(buf, pkt, netip.AddrPort{}, true)
+		return
+	}
+	// AH's ICV covers the outer IPv6 header, which the IPv6 raw socket
+	// does not deliver: rebuild it in the headroom from the addresses
+	// the kernel reports.
+	src := r.from(i).Addr()
+	dst, ok := r.pktinfoDst(i)
+	if !ok || !src.IsValid() {
+		d.drop(DropMalformed)
+		return
+	}
+	whole, err := ah.RebuildIPv6Header(buf, headroom, n, netip.AddrFrom16(src.As16()), dst)
+	if err != nil {
+		d.drop(DropMalformed)
+		return
+	}
+	in.ah(buf, whole)
 }
 
-func newInbound(d *Dataplane) *inbound { return &inbound{d: d, bufs: make([][]byte, 1)} }
+// inbound holds one reader goroutine's batch of inner packets for the
+// TUN device.
+type inbound struct {
+	d *Dataplane
+	// out is what the next TUN write hands over: inner packets at
+	// tunOff, each in a buffer of its own with room to grow to maxPkt.
+	out [][]byte
+	// spare are buffers for inner packets that share their receive
+	// buffer with others (UDP GRO) and are copied out of it.
+	spare  [][]byte
+	nspare int
+}
+
+func newInbound(d *Dataplane) *inbound {
+	return &inbound{d: d, out: make([][]byte, 0, recvBatch), spare: make([][]byte, recvBatch)}
+}
 
 func (in *inbound) lookup(spi uint32) *child {
 	return (*in.d.sad.Load())[spi]
 }
 
 // esp opens an ESP packet (SPI first) that lies inside buf. from is the
-// UDP source for ESP in UDP, and invalid for ESP over raw IP.
-func (in *inbound) esp(buf, pkt []byte, from netip.AddrPort) {
+// UDP source for ESP in UDP, and invalid for ESP over raw IP. last says
+// that nothing after pkt in buf is needed any more, so that the inner
+// packet may stay where it is.
+func (in *inbound) esp(buf, pkt []byte, from netip.AddrPort, last bool) {
 	encap := from.IsValid()
 	spi, ok := esp.SPI(pkt)
 	if !ok {
@@ -325,7 +535,7 @@ func (in *inbound) esp(buf, pkt []byte, from netip.AddrPort) {
 			in.d.movePeer(c, from)
 		}
 	}
-	in.deliver(c, buf, inner)
+	in.deliver(c, buf, inner, last)
 }
 
 // ah opens an AH packet (outer IP header first) that lies inside buf.
@@ -349,12 +559,13 @@ func (in *inbound) ah(buf, pkt []byte) {
 		in.d.drop(dropOf(err))
 		return
 	}
-	in.deliver(c, buf, inner)
+	in.deliver(c, buf, inner, true)
 }
 
 // deliver checks a decrypted inner packet against the SA's selectors and
-// writes it to the TUN device. inner is a sub-slice of buf.
-func (in *inbound) deliver(c *child, buf, inner []byte) {
+// queues it for the TUN device. inner is a sub-slice of buf; unless last,
+// it is copied out, because the device may grow it in place.
+func (in *inbound) deliver(c *child, buf, inner []byte, last bool) {
 	d := in.d
 	t, err := policy.ParseTuple(inner)
 	if err != nil {
@@ -374,12 +585,36 @@ func (in *inbound) deliver(c *child, buf, inner []byte) {
 			d.ctr.mssClamped.Add(1)
 		}
 	}
-	off := cap(buf) - cap(inner)
-	in.bufs[0] = buf[:off+len(inner)]
-	if _, err := d.tun.Write(in.bufs, off); err != nil {
-		d.drop(DropTUNError)
-		d.log.Debug("writing TUN device", "child", c.Name, "err", err)
+	if len(in.out) == cap(in.out) || in.nspare == len(in.spare) {
+		in.flush()
 	}
+	off := cap(buf) - cap(inner)
+	if last && off >= tunOff {
+		in.out = append(in.out, buf[off-tunOff:off+len(inner)])
+		return
+	}
+	b := in.spare[in.nspare]
+	if b == nil {
+		b = make([]byte, tunOff+maxPkt)
+		in.spare[in.nspare] = b
+	}
+	in.nspare++
+	in.out = append(in.out, b[:tunOff+copy(b[tunOff:], inner)])
+}
+
+// flush writes the queued inner packets to the TUN device in one call.
+func (in *inbound) flush() {
+	if len(in.out) == 0 {
+		return
+	}
+	d := in.d
+	if _, err := d.tun.Write(in.out, tunOff); err != nil {
+		d.drop(DropTUNError)
+		d.log.Debug("writing TUN device", "err", err)
+	}
+	clear(in.out)
+	in.out = in.out[:0]
+	in.nspare = 0
 }
 
 // movePeer sends c's packets to from from now on: an authenticated packet

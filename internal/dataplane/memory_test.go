@@ -60,8 +60,9 @@ func connect(from, to *Dataplane, tap func([]byte)) {
 			if c.Out.Encap() {
 				from = c.Out.Local()
 			}
-			in.esp(buf, pkt, from)
+			in.esp(buf, pkt, from, true)
 		}
+		in.flush()
 		return nil
 	}
 }
@@ -262,7 +263,8 @@ func TestMemoryDrops(t *testing.T) {
 	in := newInbound(right)
 	deliver := func(outer []byte) {
 		buf := make([]byte, bufSize)
-		in.esp(buf, buf[headroom:headroom+copy(buf[headroom:], outer)], netip.AddrPort{})
+		in.esp(buf, buf[headroom:headroom+copy(buf[headroom:], outer)], netip.AddrPort{}, true)
+		in.flush()
 	}
 
 	// The same packet again: replay.
@@ -439,6 +441,7 @@ type nopTUN struct {
 
 func (n *nopTUN) Write(bufs [][]byte, off int) (int, error) { n.writes++; return len(bufs), nil }
 func (n *nopTUN) Close() error                              { return nil }
+func (n *nopTUN) BatchSize() int                            { return 1 }
 
 // TestNoAllocPerPacket: the whole path — SPD lookup, seal, SAD lookup,
 // open, inbound policy check, TUN write — allocates nothing per packet.
@@ -516,16 +519,17 @@ func FuzzInbound(f *testing.F) {
 		p := buf[headroom : headroom+copy(buf[headroom:], pkt)]
 		switch how % 3 {
 		case 0:
-			in.esp(buf, p, netip.AddrPort{})
+			in.esp(buf, p, netip.AddrPort{}, true)
 		case 1:
 			if esp.ClassifyUDP(p) == esp.KindESP {
-				in.esp(buf, p, netip.MustParseAddrPort("192.0.2.1:4500"))
+				in.esp(buf, p, netip.MustParseAddrPort("192.0.2.1:4500"), true)
 			}
 		case 2:
 			if len(p) >= 20 && (p[0]>>4 == 4 || p[0]>>4 == 6) {
 				in.ah(buf, p)
 			}
 		}
+		in.flush()
 		if rt.writes != 0 {
 			t.Fatalf("a forged packet reached the TUN device: %x", pkt)
 		}
@@ -609,10 +613,13 @@ func TestMemoryPeerMoves(t *testing.T) {
 		}
 		return out
 	}
-	in := newInbound(right)
 	deliver := func(pkt []byte, from string) {
+		// An inbound belongs to one reader goroutine: one per call, as
+		// the calls run on different goroutines.
+		in := newInbound(right)
 		buf := make([]byte, bufSize)
-		in.esp(buf, buf[headroom:headroom+copy(buf[headroom:], pkt)], netip.MustParseAddrPort(from))
+		in.esp(buf, buf[headroom:headroom+copy(buf[headroom:], pkt)], netip.MustParseAddrPort(from), true)
+		in.flush()
 	}
 	reply := func() netip.AddrPort {
 		rt.Outbound <- udpPacket(t, "10.2.0.2", "10.1.0.2", 10, false)
@@ -790,7 +797,9 @@ func TestMemoryRekey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newInbound(right).esp(buf, outer, netip.AddrPort{})
+	in := newInbound(right)
+	in.esp(buf, outer, netip.AddrPort{}, true)
+	in.flush()
 	waitDrop(t, right, DropUnknownSPI, 1)
 	if st := right.Stats(); len(st.Children) != 1 || st.Children[0].SPIIn != 0x1002 {
 		t.Fatalf("children after rekey: %+v", st.Children)
