@@ -53,6 +53,9 @@ type ikeOpts struct {
 	metrics     string // left's metrics address
 	retransmit  string // ISLE_IKE_RETRANSMIT for both
 	leftExtra   string // appended to left's file
+	childExtra  string // lines added to both children tables
+	leftPSK     string // left's secret, when it should differ from right's
+	rightProps  string // right's IKE proposals, when they should differ
 	proposals   string
 	espProposal string
 }
@@ -82,6 +85,9 @@ func (o ikeOpts) config(topo *netns.Topology, dir string, left bool) string {
 	props, esp := o.proposals, o.espProposal
 	if props == "" {
 		props = "aes128gcm16-prfsha256-x25519"
+	}
+	if !left && o.rightProps != "" {
+		props = o.rightProps
 	}
 	if esp == "" {
 		esp = "aes128gcm16"
@@ -124,8 +130,13 @@ func (o ikeOpts) config(topo *netns.Topology, dir string, left bool) string {
 	if o.childRekey != "" {
 		fmt.Fprintf(&b, "rekey_time = %q\n", o.childRekey)
 	}
+	b.WriteString(o.childExtra)
 	if !o.cert {
-		fmt.Fprintf(&b, "\n[secrets.site]\nids = [%q, %q]\nsecret = \"a pre-shared key for the isle e2e tests\"\n", lid, rid)
+		secret := "a pre-shared key for the isle e2e tests"
+		if left && o.leftPSK != "" {
+			secret = o.leftPSK
+		}
+		fmt.Fprintf(&b, "\n[secrets.site]\nids = [%q, %q]\nsecret = %q\n", lid, rid, secret)
 	}
 	if left {
 		b.WriteString(o.leftExtra)

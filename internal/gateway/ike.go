@@ -258,21 +258,29 @@ func (cs *conn) install(c *ike.ChildSA, replaces *ike.ChildSA) error {
 	if chConf.RekeyTime > 0 {
 		life.Hard.Time = hardOf(chConf.RekeyTime)
 	}
-	life.Soft.Bytes, life.Hard.Bytes = chConf.RekeyBytes, hardCount(chConf.RekeyBytes)
-	life.Soft.Packets, life.Hard.Packets = chConf.RekeyPackets, hardCount(chConf.RekeyPackets)
+	life.Soft.Bytes, life.Hard.Bytes = chConf.RekeyBytes, hardBytes(chConf.RekeyBytes)
+	life.Soft.Packets, life.Hard.Packets = chConf.RekeyPackets, hardPackets(chConf.RekeyPackets)
 	inSPI := c.InboundSPI
+	var rekeyOnce sync.Once // both SAs of the pair may reach a soft limit
 	notify := func(e sa.Event) {
 		if e.Kind != sa.EventRekey {
-			cs.log.Info("CHILD_SA expired", "child", c.Name, "spi_in", status.SPI32(inSPI), "limit", e.Limit.String())
+			dir := "out"
+			if e.SA.Inbound() {
+				dir = "in"
+			}
+			cs.log.Info("CHILD_SA expired", "child", c.Name, "spi_in", status.SPI32(inSPI), "sa", dir,
+				"spi", status.SPI32(e.SA.SPI()), "limit", e.Limit.String())
 			return
 		}
 		// Not from the packet path, and never inside the manager.
-		go func() {
-			cs.log.Info("CHILD_SA soft limit reached, rekeying", "child", c.Name, "spi_in", status.SPI32(inSPI), "limit", e.Limit.String())
-			if err := cs.mgr.RekeyChild(cs.conf.Name, inSPI); err != nil {
-				cs.log.Info("CHILD_SA rekey", "child", c.Name, "err", err)
-			}
-		}()
+		rekeyOnce.Do(func() {
+			go func() {
+				cs.log.Info("CHILD_SA soft limit reached, rekeying", "child", c.Name, "spi_in", status.SPI32(inSPI), "limit", e.Limit.String())
+				if err := cs.mgr.RekeyChild(cs.conf.Name, inSPI); err != nil {
+					cs.log.Info("CHILD_SA rekey", "child", c.Name, "err", err)
+				}
+			}()
+		})
 	}
 	for _, x := range []*sa.Config{&inCfg, &outCfg} {
 		x.Encap = encap

@@ -46,11 +46,27 @@ func configIdentity(id ike.Identity) (config.Identity, bool) {
 // life_time defaults to rekey_time + 10%: time for the rekey to finish.
 func hardOf(soft time.Duration) time.Duration { return soft + soft/10 }
 
-func hardCount(soft uint64) uint64 {
+// Byte and packet limits get a tenth more too, but at least what a fast
+// link moves while a rekey runs (a 2 MB limit is crossed in milliseconds
+// at line rate; the hard limit only guards against a rekey that never
+// happens).
+const (
+	minByteHeadroom   = 1 << 30
+	minPacketHeadroom = 1 << 20
+)
+
+func hardBytes(soft uint64) uint64   { return hardCount(soft, minByteHeadroom) }
+func hardPackets(soft uint64) uint64 { return hardCount(soft, minPacketHeadroom) }
+
+func hardCount(soft, headroom uint64) uint64 {
 	if soft == 0 {
 		return 0
 	}
-	return soft + max(soft/10, 1)
+	h := max(soft/10, headroom)
+	if soft > ^uint64(0)-h {
+		return ^uint64(0)
+	}
+	return soft + h
 }
 
 // peerFor builds the negotiator's view of one connection. psk looks up

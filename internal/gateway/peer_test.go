@@ -47,10 +47,15 @@ func TestLifetimes(t *testing.T) {
 	if got := hardOf(time.Hour); got != 66*time.Minute {
 		t.Errorf("hardOf(1h) = %v", got)
 	}
-	for _, c := range []struct{ soft, hard uint64 }{{0, 0}, {1, 2}, {10, 11}, {1000, 1100}} {
-		if got := hardCount(c.soft); got != c.hard {
-			t.Errorf("hardCount(%d) = %d, want %d", c.soft, got, c.hard)
+	for _, c := range []struct{ soft, headroom, hard uint64 }{
+		{0, 5, 0}, {1, 5, 6}, {100, 5, 110}, {1000, 5, 1100}, {^uint64(0) - 3, 5, ^uint64(0)},
+	} {
+		if got := hardCount(c.soft, c.headroom); got != c.hard {
+			t.Errorf("hardCount(%d, %d) = %d, want %d", c.soft, c.headroom, got, c.hard)
 		}
+	}
+	if hardBytes(2_000_000) != 2_000_000+1<<30 || hardPackets(100) != 100+1<<20 {
+		t.Error("small byte and packet limits get no headroom for the rekey")
 	}
 }
 
