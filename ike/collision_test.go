@@ -323,3 +323,43 @@ func TestManagerRekeyCollisions(t *testing.T) {
 		t.Fatalf("B: %+v", sb)
 	}
 }
+
+// TestManagerDeletesStaleReplacedSA: if the peer never deletes an IKE SA
+// it replaced (its Delete lost, or a collision it did not notice), the
+// Manager deletes it after a while.
+func TestManagerDeletesStaleReplacedSA(t *testing.T) {
+	tb := newTestbed(t, nil)
+	if err := tb.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	tb.net.pump()
+	old, _ := tb.established(t)
+	tb.net.drop = func(p packet) bool {
+		h, err := message.ParseHeader(p.data)
+		return err == nil && p.from.Addr() == addrA && h.Exchange == message.Informational && h.SPIi == old.SPIi
+	}
+	if err := tb.a.RekeyIKE("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	tb.net.pump()
+	oldAtB := func() State {
+		tb.b.mu.Lock()
+		defer tb.b.mu.Unlock()
+		for _, ms := range tb.b.bySPI {
+			if ms.sa.spii == old.SPIi {
+				return ms.sa.State()
+			}
+		}
+		return StateNew
+	}
+	if st := oldAtB(); st != StateEstablished {
+		t.Fatalf("B's old IKE SA: %v, want it kept while A's Delete is lost", st)
+	}
+	tb.advance(9 * time.Second) // A's Delete (and any resend) still lost
+	if st := oldAtB(); st != StateDeleted {
+		t.Fatalf("B's old IKE SA after 9 s: %v", st)
+	}
+	if now, _ := tb.established(t); now.SPIi == old.SPIi || len(now.Children) != 1 {
+		t.Fatalf("current IKE SA: %+v", now)
+	}
+}

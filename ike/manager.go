@@ -92,6 +92,7 @@ type managed struct {
 	halfOpen  bool       // counted in Manager.halfOpen: a responder waiting for IKE_AUTH
 	halfOpenT Timer      // drops it if IKE_AUTH does not come
 	initAddr  netip.Addr // responder: where its IKE_SA_INIT came from (its byInit key)
+	staleT    Timer      // deletes it if replaced by a rekey but kept by the peer
 }
 
 // initKey names a responder by the initiator's address and SPI, which is
@@ -689,6 +690,20 @@ func (m *Manager) ikeRekeyed(old *managed, n *IKESA) {
 		old.dpdT.Stop()
 	}
 	m.log.Info("ike: IKE SA rekeyed", "peer", old.peer.Name)
+	// The peer deletes the IKE SA it replaced, or the redundant one of a
+	// collision it lost. Should it not (it may not have noticed the
+	// collision), we delete it ourselves after a while.
+	old.staleT = m.cfg.AfterFunc(2*m.cfg.RetransmitTimeout, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if !m.closed && old.sa.State() == StateEstablished && old.sa.Successor() != nil {
+			m.log.Info("ike: deleting a replaced IKE SA the peer kept", "peer", old.peer.Name)
+			if err := old.sa.Delete(); err != nil {
+				m.log.Info("ike: delete", "peer", old.peer.Name, "err", err)
+			}
+			m.after(old)
+		}
+	})
 	m.after(ms)
 }
 
@@ -722,7 +737,7 @@ func (m *Manager) dropOthers(ms *managed) {
 
 // forget drops an IKE SA from the tables and stops its timers.
 func (m *Manager) forget(ms *managed) {
-	for _, t := range []Timer{ms.retransmitT, ms.dpdT, ms.rekeyT} {
+	for _, t := range []Timer{ms.retransmitT, ms.dpdT, ms.rekeyT, ms.staleT} {
 		if t != nil {
 			t.Stop()
 		}
