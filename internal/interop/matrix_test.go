@@ -225,6 +225,19 @@ func childKept(t *testing.T, before, after snapshot) {
 	}
 }
 
+// pfsShown checks that a CHILD_SA rekeyed with PFS used group on
+// charon's side and that isle's status names the group as swanctl does
+// ("AES_GCM_16_128/CURVE_25519").
+func pfsShown(t *testing.T, after snapshot, group string) {
+	if after.swanChild.DHGroup != group {
+		t.Errorf("charon's rekeyed CHILD_SA has key exchange %q, want %s", after.swanChild.DHGroup, group)
+	}
+	if !strings.HasSuffix(after.isleChild.Proposal, "/"+group) {
+		t.Errorf("isle status shows the rekeyed CHILD_SA's proposal as %q, charon as %q: the PFS group %s is missing",
+			after.isleChild.Proposal, joinAlgs(swanChildProposal(after.swanChild), after.swanChild.DHGroup), group)
+	}
+}
+
 func childRekeyed(before, now snapshot) bool {
 	return now.isleChild.SPIIn != before.isleChild.SPIIn && now.isleChild.SPIOut != before.isleChild.SPIOut
 }
@@ -236,6 +249,16 @@ func ikeRekeyed(before, now snapshot) bool {
 func rekeyCases(byIsle bool) []tcase {
 	if byIsle {
 		return []tcase{
+			{
+				name: "child-pfs-by-isle",
+				what: "isle's CHILD_SA rekey_time (8s) with ESP aes256gcm16-ecp384 (PFS) under ping traffic",
+				s: setup{isleInit: true, auth: authPSK, isleChild: []string{`rekey_time = "8s"`},
+					isleESP: []string{"aes256gcm16-ecp384"}, swanESP: []string{"aes256gcm16-ecp384"}},
+				run: func(t *testing.T, p *pair) {
+					_, after := underTraffic(t, p, 120, nil, childRekeyed, 25*time.Second)
+					pfsShown(t, after, "ECP_384")
+				},
+			},
 			{
 				name: "child-by-isle",
 				what: "isle's CHILD_SA rekey_time (8s) under ping traffic: new SPIs on both sides, ≤5% loss, old SA gone",
@@ -256,6 +279,19 @@ func rekeyCases(byIsle bool) []tcase {
 		}
 	}
 	return []tcase{
+		{
+			name: "child-pfs-by-swan",
+			what: "swanctl --rekey --child with ESP aes128gcm16-x25519 (PFS: a fresh X25519 exchange in CREATE_CHILD_SA) under ping traffic",
+			s:    setup{isleInit: false, auth: authPSK, isleESP: []string{"aes128gcm16-x25519"}, swanESP: []string{"aes128gcm16-x25519"}},
+			run: func(t *testing.T, p *pair) {
+				_, after := underTraffic(t, p, 40, func(snapshot) {
+					if err := p.charon.Rekey("net"); err != nil {
+						t.Fatal(err)
+					}
+				}, childRekeyed, 15*time.Second)
+				pfsShown(t, after, "CURVE_25519")
+			},
+		},
 		{
 			name: "child-by-swan",
 			what: "swanctl --rekey --child under ping traffic: new SPIs on both sides, ≤5% loss, old SA gone",
