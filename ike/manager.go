@@ -89,10 +89,11 @@ type managed struct {
 	childT      map[*ChildSA]Timer
 	lastHeard   time.Time
 
-	halfOpen  bool       // counted in Manager.halfOpen: a responder waiting for IKE_AUTH
-	halfOpenT Timer      // drops it if IKE_AUTH does not come
-	initAddr  netip.Addr // responder: where its IKE_SA_INIT came from (its byInit key)
-	staleT    Timer      // deletes it if replaced by a rekey but kept by the peer
+	halfOpen  bool                 // counted in Manager.halfOpen: a responder waiting for IKE_AUTH
+	halfOpenT Timer                // drops it if IKE_AUTH does not come
+	initAddr  netip.Addr           // responder: where its IKE_SA_INIT came from (its byInit key)
+	staleT    Timer                // deletes it if replaced by a rekey but kept by the peer
+	trapped   map[string]time.Time // CHILD_SAs asked for by Trap, and when
 }
 
 // initKey names a responder by the initiator's address and SPI, which is
@@ -617,6 +618,7 @@ func (m *Manager) timer(ms *managed, action func() error) {
 func (m *Manager) childEvent(ms *managed, ev ChildEvent) {
 	switch ev.Kind {
 	case ChildUp:
+		delete(ms.trapped, ev.Child.Name)
 		if d := ms.peer.ChildRekeyTime[ev.Child.Name]; d > 0 {
 			c := ev.Child
 			ms.childT[c] = m.cfg.AfterFunc(m.rekeyDelay(d), func() {
