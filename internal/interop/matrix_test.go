@@ -366,6 +366,23 @@ func lifecycleCases() []tcase {
 			},
 		},
 		{
+			name: "dead-peer-by-isle",
+			what: "isle's DPD (2s, retransmits 1s×3) finds charon silent, and with dpd_action = restart initiates again once it answers: new IKE_SA, old one gone on both sides",
+			s: setup{isleInit: true, auth: authPSK, isleConn: []string{`dpd_delay = "2s"`},
+				isleChild: []string{`dpd_action = "restart"`}, isleRetransmit: "1s,3"},
+			run: func(t *testing.T, p *pair) {
+				before := p.establish()
+				lift := p.block(p.swanNode, "input")
+				p.waitIsleLog(`peer does not answer`, 30*time.Second)
+				lift()
+				after := p.waitAgree(30*time.Second, true)
+				if after.isleIKE.SPIi == before.isleIKE.SPIi {
+					t.Errorf("the IKE_SA is still the old one")
+				}
+				p.traffic()
+			},
+		},
+		{
 			name: "dpd-by-swan",
 			what: "charon's dpd_delay (2s): isle answers; then isle goes silent and charon declares it dead and clears the SAs",
 			s: setup{isleInit: false, auth: authPSK, swanConn: func(c *swan.Connection) { c.DPDDelay = "2s" },

@@ -60,6 +60,8 @@ type setup struct {
 	isleRemoteID, swanRemoteID string // "": the peer's real identity
 	untrusted                  string // "isle" or "swan": that side's certificate comes from a CA the other does not trust
 
+	isleRetransmit string // ISLE_IKE_RETRANSMIT for isle run ("1s,3"): find a dead peer in seconds
+
 	outer6 bool // IKE and ESP between the gateways over IPv6
 	dual   bool // selectors of both families (IPv4 and IPv6 LANs), traffic of both
 }
@@ -354,7 +356,11 @@ func (p *pair) startIsle() {
 	if out, err := exec.Command(bin, "check", "-c", cfg).CombinedOutput(); err != nil {
 		t.Fatalf("isle check refuses the generated configuration: %v\n%s\n%s", err, out, p.isleConfig())
 	}
-	proc, err := netns.StartCommand(p.topo.Command(p.isleNode, bin, "run", "-c", cfg), filepath.Join(p.dir, "isle.log"))
+	cmd := p.topo.Command(p.isleNode, bin, "run", "-c", cfg)
+	if p.s.isleRetransmit != "" {
+		cmd.Env = append(os.Environ(), "ISLE_IKE_RETRANSMIT="+p.s.isleRetransmit)
+	}
+	proc, err := netns.StartCommand(cmd, filepath.Join(p.dir, "isle.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
