@@ -396,3 +396,26 @@ func (l *ikeLab) waitPing(within time.Duration) time.Duration {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// logTime is the time stamp of the first line of a gateway's current log
+// that contains s (text log format: time=RFC3339 first).
+func logTime(t *testing.T, g *ikeGW, s string) time.Time {
+	t.Helper()
+	b, err := os.ReadFile(g.proc.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, s) || !strings.HasPrefix(line, "time=") {
+			continue
+		}
+		stamp, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		ts, err := time.Parse(time.RFC3339Nano, stamp)
+		if err != nil {
+			t.Fatalf("log time %q: %v", stamp, err)
+		}
+		return ts
+	}
+	t.Fatalf("%s: no log line with %q", g.side, s)
+	return time.Time{}
+}

@@ -16,7 +16,8 @@ import (
 // peer), up, errors for unknown names, reload (SIGHUP and `isle reload`)
 // adding and removing an unrelated connection under a continuous ping
 // that loses nothing, a changed connection replaced, a broken file
-// refused with the reason, and the metrics endpoint.
+// refused with the reason, a removed connection deleted with the peer,
+// and the metrics endpoint.
 func TestOpsControlVerbs(t *testing.T) {
 	l := startIKELab(t, "gom", ikeOpts{childRekey: "30s", ikeRekey: "1h", metrics: "127.0.0.1:9750"})
 	l.waitUp("site", 10*time.Second)
@@ -203,5 +204,29 @@ secret = "another key"
 	l.waitPing(10 * time.Second)
 	if now := l.installed(l.left, "site"); len(now) != 1 || now[0] == before[0] {
 		t.Errorf("changed connection not replaced: %v → %v", before, now)
+	}
+
+	// A removed connection is deleted with the peer (DELETE).
+	i := strings.Index(string(orig), "[connections.site]")
+	if i < 0 {
+		t.Fatal("no [connections.site] in the test config")
+	}
+	if err := os.WriteFile(l.left.config, orig[:i], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.isle(l.left, "reload"); err != nil {
+		t.Fatalf("isle reload: %v %s", err, out)
+	}
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		rs, raw := l.status(l.right)
+		if len(rs.Connections[0].IKESAs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the peer keeps the SAs of a removed connection: %s", raw)
+		}
+	}
+	if st, raw := l.status(l.left); len(st.Connections) != 0 {
+		t.Errorf("removed connection still shown: %s", raw)
 	}
 }
