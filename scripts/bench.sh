@@ -4,17 +4,20 @@
 # compare (the machine is shared and noisy). Every system is brought up first; then each round measures
 # them one after the other, and the table shows each figure's median over the rounds.
 #   plain-routing   the gateways route without a tunnel: the ceiling of this topology         (prefix bn)
-#   isle-udp        isle, manual SAs, ESP AES-GCM-128 in UDP on port 4500 (testdata/bench/esp-udp-*.toml)
-#   isle-raw        the same over raw ESP, IP protocol 50 (testdata/bench/esp-raw-*.toml)  (biu, bir)
+#   isle-udp        isle, IKEv2 (PSK, aes128gcm16-prfsha256-x25519), ESP AES-GCM-128 in UDP on port 4500
+#                   (testdata/bench/ike-udp-*.toml)                                        (biu)
+#   isle-raw        the same over raw ESP, IP protocol 50 (testdata/bench/ike-raw-*.toml)  (bir)
+#                   BENCH_MANUAL=1: statically keyed SAs instead (testdata/bench/esp-{udp,raw}-*.toml)
 #   strongswan      Debian's charon with kernel-libipsec (userspace ESP, AES-GCM-128 in UDP)  (bs)
 #   wireguard-go    the userspace Go tunnel to beat, built from the version go.mod pins       (bw)
 # Host to host (hl → hr) through each: iperf3 TCP with 1 and 4 streams, iperf3 UDP at full speed
 # (-b 0) with 64- and 1400-byte payloads (datagrams received per second, and the loss), ping RTT, and
 # the CPU time the tunnel's processes (both gateways) spent per GB carried by the 1-stream TCP run
 # (utime+stime from /proc/PID/stat). Then the ratios of isle to each comparator, and the Go
-# microbenchmarks of ESP seal/open at 1420 bytes.
+# microbenchmarks of ESP seal/open at 1420 bytes and of the dataplane's batch pipeline in memory.
 # The table goes to stdout and, as Markdown, to $BENCH_OUT (default bin/bench-results.md).
-# BENCH_ONLY="isle-udp wireguard-go" measures only those systems. BENCH_PERF=DIR records a perf
+# BENCH_ONLY="isle-udp wireguard-go" measures only those systems. ISLE_B=BINARY adds the rows isle-udp-B
+# and isle-raw-B: another build of isle, measured in the same run, for A/B comparisons of a change. BENCH_PERF=DIR records a perf
 # profile of each isle gateway during the 1-stream TCP run into DIR (needs perf).
 # Needs: iproute2, nftables, iperf3, iputils-ping, python3, strongswan-charon strongswan-swanctl
 # libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins, wireguard-tools,
@@ -139,18 +142,20 @@ bench_plain() {
   ready plain-routing $p
 }
 
-bench_isle() { # NAME PREFIX CONFIG: CONFIG-left.toml and CONFIG-right.toml in testdata/bench
-  local name=$1 p=$2 conf=$3 side ns pids=()
+bench_isle() { # NAME PREFIX CONFIG [BINARY]: CONFIG-left.toml and CONFIG-right.toml in testdata/bench
+  local name=$1 p=$2 conf=$3 bin=${4:-$isle} side ns pids=()
   lab "$p"
-  for side in left right; do
+  # The right gateway first: the left one initiates IKE at startup.
+  for side in right left; do
     ns=${p}gl; [[ $side == right ]] && ns=${p}gr
     # Each gateway gets its own control socket: both run on this one machine.
     sed "s|^interface = .*|&\ncontrol   = \"$work/$p-$side.sock\"|" "testdata/bench/$conf-$side.toml" >"$work/$p-$side.toml"
-    ip netns exec "$ns" "$isle" run -c "$work/$p-$side.toml" >"$work/$p-$side.log" 2>&1 &
+    ip netns exec "$ns" "$bin" run -c "$work/$p-$side.toml" >"$work/$p-$side.log" 2>&1 &
     pids+=($!)
+    for _ in $(seq 50); do [[ -S $work/$p-$side.sock ]] && break; sleep 0.1; done
   done
   for side in left right; do
-    for _ in $(seq 100); do grep -q 'child SA installed' "$work/$p-$side.log" && break; sleep 0.1; done
+    for _ in $(seq 150); do grep -q 'child SA installed' "$work/$p-$side.log" && break; sleep 0.1; done
     grep -q 'child SA installed' "$work/$p-$side.log" || { echo "$name ($side) did not start:" >&2; cat "$work/$p-$side.log" >&2; return 0; }
   done
   ready "$name" "$p" "${pids[@]}"
@@ -242,8 +247,13 @@ bench_wireguard() {
 
 [[ -x $isle ]] || { echo "building $isle" >&2; go build -o "$isle" ./cmd/isle; }
 want plain-routing && bench_plain
-want isle-udp && bench_isle isle-udp biu esp-udp
-want isle-raw && bench_isle isle-raw bir esp-raw
+keying=ike; [[ -n ${BENCH_MANUAL:-} ]] && keying=esp
+want isle-udp && bench_isle isle-udp biu $keying-udp
+want isle-raw && bench_isle isle-raw bir $keying-raw
+if [[ -n ${ISLE_B:-} ]]; then
+  want isle-udp-B && bench_isle isle-udp-B bibu $keying-udp "$ISLE_B"
+  want isle-raw-B && bench_isle isle-raw-B bibr $keying-raw "$ISLE_B"
+fi
 want strongswan && bench_strongswan
 want wireguard-go && bench_wireguard
 sleep 0.5 # the iperf3 servers
@@ -312,3 +322,5 @@ echo "(table written to $out)" >&2
 echo
 echo "go test -run '^\$' -bench '^Benchmark(Seal|Open)\$/aes128gcm16/1420\$' -benchmem ./esp/"
 go test -run '^$' -bench '^Benchmark(Seal|Open)$/aes128gcm16/1420$' -benchmem ./esp/ | grep -E '^Benchmark|^ok'
+echo "go test -run '^\$' -bench '^BenchmarkPipeline\$/aes-gcm-128/' -benchmem ./internal/dataplane/"
+go test -run '^$' -bench '^BenchmarkPipeline$/aes-gcm-128/' -benchmem ./internal/dataplane/ | grep -E '^Benchmark|^ok'
