@@ -51,7 +51,7 @@ func TestIKEUp(t *testing.T) {
 }
 
 // TestIKEChildRekeyNoLoss: the CHILD_SA is rekeyed every second (by
-// either side, whichever timer fires first; the hard lifetime is 1.1 s)
+// either side, whichever timer fires first)
 // under a continuous ping of 50 per second for 22 s (ten times the
 // brief's 5/s, so that a gap of a few milliseconds would show): at least
 // 20 consecutive rekeys, and not one ping is lost.

@@ -43,8 +43,12 @@ func configIdentity(id ike.Identity) (config.Identity, bool) {
 }
 
 // Hard lifetimes are the rekey interval plus a tenth, as strongSwan's
-// life_time defaults to rekey_time + 10%: time for the rekey to finish.
-func hardOf(soft time.Duration) time.Duration { return soft + soft/10 }
+// life_time defaults to rekey_time + 10%: time for the rekey to finish;
+// but at least minTimeHeadroom, so that a rekey whose first request is
+// lost (retransmitted after 4 s) still ends before the SA does.
+const minTimeHeadroom = 10 * time.Second
+
+func hardOf(soft time.Duration) time.Duration { return soft + max(soft/10, minTimeHeadroom) }
 
 // Byte and packet limits get a tenth more too, but at least what a fast
 // link moves while a rekey runs (a 2 MB limit is crossed in milliseconds

@@ -47,6 +47,9 @@ func TestLifetimes(t *testing.T) {
 	if got := hardOf(time.Hour); got != 66*time.Minute {
 		t.Errorf("hardOf(1h) = %v", got)
 	}
+	if got := hardOf(3 * time.Second); got != 13*time.Second {
+		t.Errorf("hardOf(3s) = %v: no room for a retransmitted rekey", got)
+	}
 	for _, c := range []struct{ soft, headroom, hard uint64 }{
 		{0, 5, 0}, {1, 5, 6}, {100, 5, 110}, {1000, 5, 1100}, {^uint64(0) - 3, 5, ^uint64(0)},
 	} {
