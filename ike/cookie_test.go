@@ -262,3 +262,33 @@ func TestBlockThreshold(t *testing.T) {
 		t.Fatal("A blocked")
 	}
 }
+
+// TestInitRetransmitAnswered: a responder answers a retransmitted
+// IKE_SA_INIT request (its answer was lost) with the same response.
+func TestInitRetransmitAnswered(t *testing.T) {
+	left, right := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
+	i, r, l := newPair(t, left, right)
+	if err := i.Start(); err != nil {
+		t.Fatal(err)
+	}
+	req := l.toR[0]
+	if err := r.Handle(req); err != nil {
+		t.Fatal(err)
+	}
+	first := l.toI[0]
+	if err := r.Handle(req); err != nil {
+		t.Fatalf("retransmitted request: %v", err)
+	}
+	if len(l.toI) != 2 || !bytes.Equal(l.toI[1], first) {
+		t.Fatalf("%d answers; the second the same: %v", len(l.toI), len(l.toI) == 2 && bytes.Equal(l.toI[1], first))
+	}
+	l.toR, l.toI = nil, l.toI[1:] // the first answer was lost
+	if err := i.Handle(l.toI[0]); err != nil {
+		t.Fatal(err)
+	}
+	l.toI = nil
+	l.run(t, i, r)
+	if i.State() != StateEstablished || r.State() != StateEstablished {
+		t.Fatalf("%v/%v", i.State(), r.State())
+	}
+}

@@ -411,6 +411,12 @@ func (s *IKESA) Handle(b []byte) error {
 	if (m.Flags&message.FlagInitiator != 0) == s.initiator {
 		return errors.New("ike: drop: initiator flag does not match our role")
 	}
+	if !s.initiator && !response && s.state == StateInitDone && m.Exchange == message.IKESAInit &&
+		m.SPIi == s.spii && m.SPIr == 0 && m.MessageID == 0 {
+		// The initiator did not get our IKE_SA_INIT response (it still
+		// has no SPIr to send): the same answer again (RFC 7296 §2.1).
+		return s.transmit([][]byte{s.initResp})
+	}
 	if s.state != StateNew && (m.SPIi != s.spii || (m.SPIr != s.spir && !(response && s.state == StateInitSent))) {
 		return fmt.Errorf("ike: drop: SPIs %016x/%016x, not ours", m.SPIi, m.SPIr)
 	}
