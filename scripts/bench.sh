@@ -18,7 +18,8 @@
 # The table goes to stdout and, as Markdown, to $BENCH_OUT (default bin/bench-results.md).
 # BENCH_ONLY="isle-udp wireguard-go" measures only those systems. ISLE_B=BINARY adds the rows isle-udp-B
 # and isle-raw-B: another build of isle, measured in the same run, for A/B comparisons of a change. BENCH_PERF=DIR records a perf
-# profile of each isle gateway during the 1-stream TCP run into DIR (needs perf).
+# profile of each isle gateway during the 1-stream TCP run into DIR (needs perf; it sees the kernel's share
+# too); BENCH_PPROF=DIR has each isle gateway write a Go CPU profile of the whole run there (ISLE_CPUPROFILE).
 # Needs: iproute2, nftables, iperf3, iputils-ping, python3, strongswan-charon strongswan-swanctl
 # libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins, wireguard-tools,
 # go (`make deps` installs them).
@@ -150,7 +151,8 @@ bench_isle() { # NAME PREFIX CONFIG [BINARY]: CONFIG-left.toml and CONFIG-right.
     ns=${p}gl; [[ $side == right ]] && ns=${p}gr
     # Each gateway gets its own control socket: both run on this one machine.
     sed "s|^interface = .*|&\ncontrol   = \"$work/$p-$side.sock\"|" "testdata/bench/$conf-$side.toml" >"$work/$p-$side.toml"
-    ip netns exec "$ns" "$bin" run -c "$work/$p-$side.toml" >"$work/$p-$side.log" 2>&1 &
+    ip netns exec "$ns" env ${BENCH_PPROF:+ISLE_CPUPROFILE=$BENCH_PPROF/$name-$side.pprof} \
+      "$bin" run -c "$work/$p-$side.toml" >"$work/$p-$side.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 50); do [[ -S $work/$p-$side.sock ]] && break; sleep 0.1; done
   done
@@ -246,6 +248,7 @@ bench_wireguard() {
 }
 
 [[ -x $isle ]] || { echo "building $isle" >&2; go build -o "$isle" ./cmd/isle; }
+[[ -z ${BENCH_PPROF:-} ]] || mkdir -p "$BENCH_PPROF"
 want plain-routing && bench_plain
 keying=ike; [[ -n ${BENCH_MANUAL:-} ]] && keying=esp
 want isle-udp && bench_isle isle-udp biu $keying-udp

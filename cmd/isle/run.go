@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +27,12 @@ const statsFileEnv = "ISLE_STATS_FILE"
 // tries) so that tests find a dead peer in seconds rather than strongSwan's
 // default of minutes.
 const retransmitEnv = "ISLE_IKE_RETRANSMIT"
+
+// cpuProfileEnv names a file that `isle run` writes a Go CPU profile to,
+// from start to a clean stop (SIGTERM/SIGINT): a debugging aid for the
+// dataplane (`go tool pprof bin/isle FILE`). scripts/bench.sh uses perf
+// instead, which also sees the kernel's share.
+const cpuProfileEnv = "ISLE_CPUPROFILE"
 
 func parseRetransmit(v string) (time.Duration, int, error) {
 	d, n, ok := strings.Cut(v, ",")
@@ -55,6 +62,18 @@ func runGateway(cfg *config.Config, path string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log.Info("starting", "config", path, "manual_sas", len(cfg.Manual), "connections", len(cfg.Connections))
+	if prof := os.Getenv(cpuProfileEnv); prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cpuProfileEnv, err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", cpuProfileEnv, err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	// The control socket first: a second gateway with the same socket
 	// fails here, before it touches the TUN device.
 	ctl, err := control.Listen(cfg.Gateway.Control)
