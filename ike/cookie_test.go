@@ -292,3 +292,26 @@ func TestInitRetransmitAnswered(t *testing.T) {
 		t.Fatalf("%v/%v", i.State(), r.State())
 	}
 }
+
+// FuzzManagerUnderLoad: whatever arrives while cookies are demanded, the
+// Manager neither panics nor keeps state for a request without a valid
+// cookie.
+func FuzzManagerUnderLoad(f *testing.F) {
+	left, right := pair(f, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
+	right.RemoteID = AnyID()
+	f.Add(spoofedInit(f, left.IKEProposals, nil))
+	f.Add(spoofedInit(f, left.IKEProposals, make([]byte, 33)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := NewManager(ManagerConfig{Peers: []Peer{{Name: "anyone", Config: right}},
+			Send: func(netip.AddrPort, bool, []byte) error { return nil }, CookieThreshold: 1,
+			AfterFunc: (&fakeClock{}).AfterFunc, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Handle(netip.MustParseAddrPort("192.0.2.1:500"), false, spoofedInit(t, left.IKEProposals, nil))
+		m.Handle(netip.MustParseAddrPort("192.0.2.2:500"), false, b)
+		if n := m.HalfOpen(); n != 1 {
+			t.Fatalf("%d half-open IKE SAs", n)
+		}
+	})
+}
