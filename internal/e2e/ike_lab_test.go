@@ -56,6 +56,7 @@ type ikeOpts struct {
 	childExtra  string // lines added to both children tables
 	leftPSK     string // left's secret, when it should differ from right's
 	rightProps  string // right's IKE proposals, when they should differ
+	splitFamily bool   // two children: lan (IPv4) and lan6 (IPv6) instead of one for both
 	proposals   string
 	espProposal string
 }
@@ -125,12 +126,23 @@ func (o ikeOpts) config(topo *netns.Topology, dir string, left bool) string {
 		fmt.Fprintf(&b, "\n[connections.site.local]\nauth = \"psk\"\nid = %q\n", lid)
 		fmt.Fprintf(&b, "\n[connections.site.remote]\nauth = \"psk\"\nid = %q\n", rid)
 	}
-	fmt.Fprintf(&b, "\n[connections.site.children.lan]\nlocal_ts = %s\nremote_ts = %s\nesp_proposals = [%q]\nstart_action = %q\ndpd_action = %q\n",
-		lts, rts, esp, start, dpdAction)
-	if o.childRekey != "" {
-		fmt.Fprintf(&b, "rekey_time = %q\n", o.childRekey)
+	type childTS struct{ name, l, r string }
+	children := []childTS{{"lan", lts, rts}}
+	if o.splitFamily {
+		l4, r4, l6, r6 := `["10.1.0.0/24"]`, `["10.2.0.0/24"]`, `["fd00:1::/64"]`, `["fd00:2::/64"]`
+		if !left {
+			l4, r4, l6, r6 = r4, l4, r6, l6
+		}
+		children = []childTS{{"lan", l4, r4}, {"lan6", l6, r6}}
 	}
-	b.WriteString(o.childExtra)
+	for _, ch := range children {
+		fmt.Fprintf(&b, "\n[connections.site.children.%s]\nlocal_ts = %s\nremote_ts = %s\nesp_proposals = [%q]\nstart_action = %q\ndpd_action = %q\n",
+			ch.name, ch.l, ch.r, esp, start, dpdAction)
+		if o.childRekey != "" {
+			fmt.Fprintf(&b, "rekey_time = %q\n", o.childRekey)
+		}
+		b.WriteString(o.childExtra)
+	}
 	if !o.cert {
 		secret := "a pre-shared key for the isle e2e tests"
 		if left && o.leftPSK != "" {

@@ -230,3 +230,45 @@ secret = "another key"
 		t.Errorf("removed connection still shown: %s", raw)
 	}
 }
+
+// TestOpsTwoChildren: a connection with two CHILD_SAs (IPv4 and IPv6
+// LANs) brings both up under one IKE SA, each carrying its family; both
+// are rekeyed on their own; verbs name a child with NAME/CHILD.
+func TestOpsTwoChildren(t *testing.T) {
+	l := startIKELab(t, "goq", ikeOpts{splitFamily: true, childRekey: "2s"})
+	l.waitUp("site", 10*time.Second)
+	for deadline := time.Now().Add(5 * time.Second); len(l.installed(l.left, "site")) != 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_, raw := l.status(l.left)
+			t.Fatalf("two children not installed: %s", raw)
+		}
+	}
+	_, got := l.continuousPing(25, 200*time.Millisecond)
+	if err := l.topo.Ping(netns.HL, netns.HR6, 25); err != nil {
+		t.Error(err)
+	}
+	if n, err := got(); n != 25 || err != nil {
+		t.Errorf("IPv4 child: %d of 25 pings: %v", n, err)
+	}
+	st, raw := l.status(l.left)
+	s := st.Connections[0].IKESAs[0]
+	if len(s.Children) != 2 {
+		t.Fatalf("children: %s", raw)
+	}
+	for _, c := range s.Children {
+		if *c.PacketsOut == 0 || *c.PacketsIn == 0 {
+			t.Errorf("child %s carried nothing: %s", c.Name, raw)
+		}
+	}
+	for _, name := range []string{"lan", "lan6"} {
+		if n := countLog(l.left, "CHILD_SA rekeyed\" conn=site child="+name+" "); n < 2 {
+			t.Errorf("child %s rekeyed %d times in 5 s with rekey_time 2s", name, n)
+		}
+	}
+	if out, err := l.isle(l.left, "up", "site/lan6"); err != nil {
+		t.Errorf("isle up site/lan6 while installed: %v %s", err, out)
+	}
+	if out, err := l.isle(l.left, "down", "site/lan6"); err == nil || !strings.Contains(out, "not supported") {
+		t.Errorf("isle down site/lan6: %v %q", err, out)
+	}
+}

@@ -76,22 +76,25 @@ func outer(a netip.Addr, port uint16) string {
 	return netip.AddrPortFrom(a, port).String()
 }
 
-// Up initiates a connection's IKE SA with its CHILD_SAs. With the IKE SA
-// already up it says which children are installed: the negotiator
-// (ike.Manager) cannot yet add one CHILD_SA to an existing IKE SA.
+// Up initiates a connection's IKE SA with its CHILD_SAs; NAME/CHILD with
+// the IKE SA up negotiates that CHILD_SA alone (CREATE_CHILD_SA).
 func (g *Gateway) Up(name, child string) error {
 	cs, err := g.lookup(name, child)
 	if err != nil {
 		return err
 	}
-	if cs.conf.RemoteAny || len(cs.conf.RemoteAddrs) == 0 {
+	if !cs.canInitiate() {
 		return fmt.Errorf("connection %q has remote_addrs = [\"%%any\"]: it only responds", name)
 	}
 	if child != "" && cs.hasChild(child) {
 		return nil
 	}
-	if st := cs.mgr.Status(); len(st) > 0 && child != "" {
-		return fmt.Errorf("connection %q is up but child %q is not installed; `isle down %s` then `isle up %s` negotiates all children again", name, child, name, name)
+	if child != "" {
+		if err := cs.createChild(child); err != nil {
+			return err
+		}
+		cs.log.Info("initiating (isle up)", "child", child)
+		return nil
 	}
 	if err := cs.mgr.Initiate(name); err != nil {
 		return err

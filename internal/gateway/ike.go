@@ -112,9 +112,12 @@ func (g *Gateway) newConn(c config.Connection, cfg *config.Config) (*conn, error
 	return cs, nil
 }
 
+// canInitiate: the connection has a peer address to initiate to.
+func (cs *conn) canInitiate() bool { return !cs.conf.RemoteAny && len(cs.conf.RemoteAddrs) > 0 }
+
 // wantsStart: some child says start (or trap, which cannot be hooked yet).
 func (cs *conn) wantsStart() bool {
-	if cs.conf.RemoteAny || len(cs.conf.RemoteAddrs) == 0 {
+	if !cs.canInitiate() {
 		return false
 	}
 	for _, ch := range cs.conf.Children {
@@ -401,14 +404,16 @@ func (cs *conn) uninstall(c *ike.ChildSA) {
 		cs.log.Debug("CHILD_SA retired after rekey", "child", c.Name, "spi_in", status.SPI32(c.InboundSPI))
 	}
 	if peerClosed {
-		if ch, ok := cs.conf.Child(c.Name); ok && ch.CloseAction != config.CloseNone {
-			// The manager cannot be called from here; and it can only
-			// initiate a whole IKE SA, which it does when none is left.
+		if ch, ok := cs.conf.Child(c.Name); ok && ch.CloseAction != config.CloseNone && cs.canInitiate() {
+			// The manager cannot be called from here (its lock is held).
+			// trap is not hooked into the dataplane yet: both start again.
 			go func() {
 				time.Sleep(100 * time.Millisecond)
-				if err := cs.mgr.Initiate(cs.conf.Name); err == nil {
-					cs.log.Info("close_action: initiating again", "child", c.Name)
+				if err := cs.createChild(c.Name); err != nil {
+					cs.log.Info("close_action: cannot initiate again", "child", c.Name, "err", err)
+					return
 				}
+				cs.log.Info("close_action: initiating again", "child", c.Name, "action", ch.CloseAction.String())
 			}()
 		}
 	}
@@ -699,6 +704,37 @@ func (g *Gateway) sendIKE(to netip.AddrPort, b []byte) error {
 	g.ike500.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 	_, err := g.ike500.WriteToUDPAddrPort(b, to)
 	return err
+}
+
+// createChild negotiates one CHILD_SA of the connection: with the IKE SA
+// up, a CREATE_CHILD_SA for it alone (through the negotiator's trap, with
+// a packet that only its selectors cover); else the whole IKE SA.
+func (cs *conn) createChild(name string) error {
+	ch, ok := cs.conf.Child(name)
+	if !ok || len(ch.LocalTS) == 0 || len(ch.RemoteTS) == 0 {
+		return fmt.Errorf("connection %q has no child %q", cs.conf.Name, name)
+	}
+	l, r := ch.LocalTS[0], ch.RemoteTS[0]
+	if l.Start.Is4() != r.Start.Is4() {
+		for _, x := range ch.RemoteTS {
+			if x.Start.Is4() == l.Start.Is4() {
+				r = x
+				break
+			}
+		}
+	}
+	proto := r.Proto
+	if proto == 0 {
+		proto = l.Proto
+	}
+	_, got, err := cs.mgr.Trap(l.Start, r.Start, proto, r.PortStart)
+	if err != nil {
+		return err
+	}
+	if got != name {
+		return fmt.Errorf("child %q: its selectors are covered by the more specific child %q", name, got)
+	}
+	return nil
 }
 
 // hasChild reports whether a CHILD_SA of that name is installed.
