@@ -84,8 +84,10 @@ func TestOpsControlVerbs(t *testing.T) {
 		t.Errorf("the responder's view does not mirror the initiator's: %+v", r)
 	}
 
-	// metrics, scraped inside gl's namespace.
-	metrics := string(l.topo.MustRun(netns.GL, "curl", "-sf", "http://127.0.0.1:9750/metrics"))
+	// metrics, scraped inside gl's namespace (with the python the tests
+	// need anyway: curl is not among the packages `make deps` installs).
+	metrics := string(l.topo.MustRun(netns.GL, "/usr/bin/python3", "-c",
+		"import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:9750/metrics', timeout=5).read().decode())"))
 	for _, want := range []string{`isle_connection_up{connection="site"} 1`, `isle_child_sas{connection="site",state="INSTALLED"} 1`,
 		`isle_ike_exchanges_total{exchange="IKE_AUTH"} 1`, "isle_child_sa_bytes_total{"} {
 		if !strings.Contains(metrics, want) {
