@@ -126,3 +126,35 @@ func TestChoosePeerRefuses(t *testing.T) {
 		t.Errorf("responder's log (%d matching lines):\n%s", n, logged.String())
 	}
 }
+
+// TestManagerLogsRefusedChild: both sides log, once, why the first
+// CHILD_SA was refused while the IKE SA came up.
+func TestManagerLogsRefusedChild(t *testing.T) {
+	left, right := pair(t, "aes128gcm16-prfsha256-x25519", "aes128gcm16")
+	left.Children[0].RemoteTS = mustSelectors(t, "10.9.0.0/24")
+	clock, nw := &fakeClock{}, &net2{members: map[netip.Addr]*Manager{}}
+	var logA, logB bytes.Buffer
+	a, err := NewManager(ManagerConfig{Peers: []Peer{{Name: "b", Config: left, Remote: netip.AddrPortFrom(addrB, 500)}},
+		Send: nw.sender(addrA), AfterFunc: clock.AfterFunc, Log: slog.New(slog.NewTextHandler(&logA, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewManager(ManagerConfig{Peers: []Peer{{Name: "a", Config: right, Remote: netip.AddrPortFrom(addrA, 500)}},
+		Send: nw.sender(addrB), AfterFunc: clock.AfterFunc, Log: slog.New(slog.NewTextHandler(&logB, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw.members[addrA], nw.members[addrB] = a, b
+	if err := a.Initiate("b"); err != nil {
+		t.Fatal(err)
+	}
+	nw.pump()
+	for name, l := range map[string]*bytes.Buffer{"initiator": &logA, "responder": &logB} {
+		if n := strings.Count(l.String(), "first CHILD_SA refused"); n != 1 || !strings.Contains(l.String(), "TS_UNACCEPTABLE") {
+			t.Errorf("%s's log (%d refusals):\n%s", name, n, l.String())
+		}
+		if n := strings.Count(l.String(), "IKE SA established"); n != 1 {
+			t.Errorf("%s logged the establishment %d times", name, n)
+		}
+	}
+}

@@ -94,6 +94,7 @@ type managed struct {
 	initAddr  netip.Addr           // responder: where its IKE_SA_INIT came from (its byInit key)
 	staleT    Timer                // deletes it if replaced by a rekey but kept by the peer
 	trapped   map[string]time.Time // CHILD_SAs asked for by Trap, and when
+	announced bool                 // "IKE SA established" logged
 }
 
 // initKey names a responder by the initiator's address and SPI, which is
@@ -526,6 +527,11 @@ func (m *Manager) after(ms *managed) {
 			// the peer restarted) becomes the current one; the other stays
 			// until it is deleted or dies, as strongSwan's unique = no.
 			m.byPeer[ms.peer.Name] = ms
+		}
+		if !ms.announced {
+			// Once per IKE SA, initiator or responder (a rekey's
+			// successor is announced by ikeRekeyed).
+			ms.announced = true
 			m.log.Info("ike: IKE SA established", "peer", ms.peer.Name, "proposal", s.Proposal(), "peer_id", s.PeerID().String(), "auth", s.PeerAuth())
 			if err := s.ChildErr(); err != nil {
 				m.log.Warn("ike: first CHILD_SA refused", "peer", ms.peer.Name, "err", err)
@@ -667,7 +673,7 @@ func (m *Manager) current(ms *managed) *managed {
 }
 
 func (m *Manager) ikeRekeyed(old *managed, n *IKESA) {
-	ms := &managed{peer: old.peer, sa: n, remote: old.remote, natt: old.natt, childT: old.childT, lastHeard: time.Now()}
+	ms := &managed{peer: old.peer, sa: n, remote: old.remote, natt: old.natt, childT: old.childT, lastHeard: time.Now(), announced: true}
 	old.childT = map[*ChildSA]Timer{}
 	// The successor reports to the same callbacks (cfg is shared), but
 	// those closures name old: rewire them to the successor.
