@@ -78,6 +78,9 @@ func TestManagerAnyPeersByIdentity(t *testing.T) {
 			t.Fatalf("gateway: %+v", st)
 		}
 		got[st.Peer] = st.Children[0].Name
+		if st.Peer == "bob" && (st.PeerAuth != "ECDSA_WITH_SHA2_256" || st.PeerID.String() != "C=CH, O=isle test, CN=bob") {
+			t.Errorf("bob's status: %v by %s", st.PeerID, st.PeerAuth)
+		}
 	}
 	if len(got) != len(want) {
 		t.Fatalf("gateway peers: %v, want %v", got, want)

@@ -790,6 +790,8 @@ type Status struct {
 	NATLocal   bool
 	NATRemote  bool
 	Children   []ChildSA // copies without keys
+	PeerID     Identity  // the identity the peer proved (once established)
+	PeerAuth   string    // how it proved it: "SHARED_KEY_MIC", "ECDSA_WITH_SHA2_256", ...
 }
 
 // Status lists the IKE SAs, one per peer that has one.
@@ -803,7 +805,8 @@ func (m *Manager) Status() []Status {
 			continue
 		}
 		s := ms.sa
-		st := Status{Peer: p.Name, State: s.State(), Initiator: s.initiator, SPIi: s.spii, SPIr: s.spir, Proposal: s.Proposal()}
+		st := Status{Peer: p.Name, State: s.State(), Initiator: s.initiator, SPIi: s.spii, SPIr: s.spir, Proposal: s.Proposal(),
+			PeerID: s.PeerID(), PeerAuth: s.PeerAuth()}
 		st.NATLocal, st.NATRemote = s.NATDetected()
 		for _, c := range s.children {
 			cc := *c
