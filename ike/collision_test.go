@@ -363,3 +363,33 @@ func TestManagerDeletesStaleReplacedSA(t *testing.T) {
 		t.Fatalf("current IKE SA: %+v", now)
 	}
 }
+
+// TestManagerForgetsReplacedSAs: IKE SAs replaced by rekeys do not pile
+// up in the Manager, and CHILD_SA timers keep working across a chain of
+// IKE SA rekeys.
+func TestManagerForgetsReplacedSAs(t *testing.T) {
+	tb := newTestbed(t, func(pa, pb *Peer) {
+		pa.RekeyTime = 10 * time.Minute
+		pa.ChildRekeyTime = map[string]time.Duration{"net": 25 * time.Minute}
+	})
+	if err := tb.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	tb.net.pump()
+	tb.advance(2 * time.Hour)
+	st, _ := tb.established(t)
+	if len(st.Children) != 1 {
+		t.Fatalf("%+v", st)
+	}
+	if n := tb.la.count("to-b:UP:net:rekey"); n < 4 {
+		t.Errorf("%d CHILD_SA rekeys in 2 h at 25 min", n)
+	}
+	for name, m := range map[string]*Manager{"A": tb.a, "B": tb.b} {
+		m.mu.Lock()
+		n := len(m.bySPI)
+		m.mu.Unlock()
+		if n > 2 {
+			t.Errorf("%s keeps %d IKE SAs after 11 rekeys", name, n)
+		}
+	}
+}

@@ -95,6 +95,7 @@ type managed struct {
 	staleT    Timer                // deletes it if replaced by a rekey but kept by the peer
 	trapped   map[string]time.Time // CHILD_SAs asked for by Trap, and when
 	announced bool                 // "IKE SA established" logged
+	goneT     Timer                // forgets it a while after it was replaced and deleted
 }
 
 // initKey names a responder by the initiator's address and SPI, which is
@@ -515,6 +516,16 @@ func (m *Manager) after(ms *managed) {
 			}
 		} else if s.Successor() == nil {
 			m.forget(ms)
+		} else if ms.goneT == nil {
+			// Replaced by a rekey: kept a while to answer the peer's
+			// retransmitted Delete, then forgotten.
+			ms.goneT = m.cfg.AfterFunc(replacedLinger, func() {
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				if !m.closed {
+					m.forget(ms)
+				}
+			})
 		}
 		return
 	case StateEstablished:
@@ -660,17 +671,22 @@ func (m *Manager) rekeyDelay(d time.Duration) time.Duration {
 	return d - j
 }
 
-// current follows rekeys to the IKE SA that now carries ms's CHILD_SAs.
+// current follows rekeys to the IKE SA that now carries ms's CHILD_SAs;
+// the IKE SAs in between may be forgotten already.
 func (m *Manager) current(ms *managed) *managed {
-	for ms.sa.Successor() != nil {
-		next := m.bySPI[ourSPI(ms.sa.Successor())]
-		if next == nil {
-			break
-		}
-		ms = next
+	s := ms.sa
+	for s.Successor() != nil {
+		s = s.Successor()
+	}
+	if n := m.bySPI[ourSPI(s)]; n != nil && n.sa == s {
+		return n
 	}
 	return ms
 }
+
+// replacedLinger is how long an IKE SA replaced by a rekey and deleted is
+// kept to answer retransmissions of the peer's Delete.
+const replacedLinger = 30 * time.Second
 
 func (m *Manager) ikeRekeyed(old *managed, n *IKESA) {
 	ms := &managed{peer: old.peer, sa: n, remote: old.remote, natt: old.natt, childT: old.childT, lastHeard: time.Now(), announced: true}
@@ -745,7 +761,7 @@ func (m *Manager) dropOthers(ms *managed) {
 
 // forget drops an IKE SA from the tables and stops its timers.
 func (m *Manager) forget(ms *managed) {
-	for _, t := range []Timer{ms.retransmitT, ms.dpdT, ms.rekeyT, ms.staleT} {
+	for _, t := range []Timer{ms.retransmitT, ms.dpdT, ms.rekeyT, ms.staleT, ms.goneT} {
 		if t != nil {
 			t.Stop()
 		}
