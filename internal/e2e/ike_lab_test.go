@@ -53,6 +53,7 @@ type ikeOpts struct {
 	metrics     string // left's metrics address
 	retransmit  string // ISLE_IKE_RETRANSMIT for both
 	leftExtra   string // appended to left's file
+	rightExtra  string // appended to right's file
 	childExtra  string // lines added to both children tables
 	leftPSK     string // left's secret, when it should differ from right's
 	rightProps  string // right's IKE proposals, when they should differ
@@ -152,6 +153,8 @@ func (o ikeOpts) config(topo *netns.Topology, dir string, left bool) string {
 	}
 	if left {
 		b.WriteString(o.leftExtra)
+	} else {
+		b.WriteString(o.rightExtra)
 	}
 	return b.String()
 }
@@ -241,6 +244,9 @@ func (l *ikeLab) isle(g *ikeGW, args ...string) (string, error) {
 
 // ikeStatus is the part of `isle status --json` the tests read.
 type ikeStatus struct {
+	Gateway struct {
+		Drops map[string]uint64 `json:"drops"`
+	} `json:"gateway"`
 	Connections []struct {
 		Name   string `json:"name"`
 		IKESAs []struct {

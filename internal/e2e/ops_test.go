@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -273,4 +274,66 @@ func TestOpsTwoChildren(t *testing.T) {
 	if out, err := l.isle(l.left, "down", "site/lan6"); err == nil || !strings.Contains(out, "not supported") {
 		t.Errorf("isle down site/lan6: %v %q", err, out)
 	}
+}
+
+// second is a second connection between the same two gateways, with
+// other identities and selectors; the right side accepts any address for
+// both (road-warrior style), and its negotiator tells the two apart by
+// the identities of IKE_AUTH.
+func second(left bool) string {
+	lid, rid, lts, rts, remote, start := "left2.isle.test", "right2.isle.test", "10.11.0.0/24", "10.12.0.0/24", netns.WanGR4, "start"
+	if !left {
+		lid, rid, lts, rts, remote, start = rid, lid, rts, lts, "%any", "none"
+	}
+	return fmt.Sprintf(`
+[connections.second]
+remote_addrs = [%q]
+proposals = ["aes128gcm16-prfsha256-x25519"]
+local = { auth = "psk", id = %q }
+remote = { auth = "psk", id = %q }
+[connections.second.children.net]
+local_ts = [%q]
+remote_ts = [%q]
+esp_proposals = ["aes256gcm16"]
+start_action = %q
+[secrets.second]
+ids = [%q, %q]
+secret = "the second connection's key"
+`, remote, lid, rid, lts, rts, start, lid, rid)
+}
+
+// TestOpsTwoConnectionsOnePeer: two connections between the same two
+// gateways come up side by side (the responder's two %any connections
+// told apart by identity; both use the same IKE proposals, which are
+// chosen at IKE_SA_INIT, before any identity is known), each with its own
+// ESP proposals; a reload that changes one starts both again (they share a
+// negotiator) and the tunnel of the other carries traffic afterwards.
+func TestOpsTwoConnectionsOnePeer(t *testing.T) {
+	l := startIKELab(t, "gor", ikeOpts{rightAny: true, leftExtra: second(true), rightExtra: second(false)})
+	l.waitUp("site", 10*time.Second)
+	l.waitUp("second", 10*time.Second)
+	st, raw := l.status(l.right)
+	if len(st.Connections) != 2 || st.Connections[1].IKESAs[0].Children[0].Proposal != "AES_GCM_16_256" ||
+		st.Connections[0].IKESAs[0].SPIi == st.Connections[1].IKESAs[0].SPIi {
+		t.Errorf("two IKE SAs expected: %s", raw)
+	}
+	if err := l.topo.Ping(netns.HL, netns.HR4, 3); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(l.left.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(b), `"the second connection's key"`, `"the second connection's key"`, 1)
+	changed = strings.Replace(changed, "[connections.second]\n", "[connections.second]\ndpd_delay = \"20s\"\n", 1)
+	if err := os.WriteFile(l.left.config, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.isle(l.left, "reload"); err != nil {
+		t.Fatalf("isle reload: %v %s", err, out)
+	}
+	l.waitLog(l.left, "reload: connection changed", 5*time.Second)
+	l.waitLog(l.left, "shares its peer address", 5*time.Second)
+	l.waitUp("second", 10*time.Second)
+	l.waitPing(10 * time.Second)
 }

@@ -100,13 +100,17 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Gateway, error) {
 			return nil, err
 		}
 	}
-	for _, c := range cfg.Connections {
-		cs, err := g.newConn(c, cfg)
+	for _, members := range groupConnections(cfg.Connections) {
+		gr, err := g.newGroup(members, cfg)
 		if err != nil {
 			g.Close()
 			return nil, err
 		}
-		g.conns[c.Name] = cs
+		for name, cs := range gr.conns {
+			g.conns[name] = cs
+		}
+	}
+	for _, c := range cfg.Connections {
 		g.order = append(g.order, c.Name)
 	}
 	g.wg.Add(1)
@@ -231,28 +235,32 @@ func (g *Gateway) Apply(cfg *config.Config) error {
 	if g.manual == nil {
 		return errors.New("gateway stopped")
 	}
-	// Every new or changed connection is built first: one the negotiator
-	// refuses leaves everything as it was.
-	built := map[string]*conn{}
-	var changed, added []string
-	for _, c := range cfg.Connections {
-		cur := g.conns[c.Name]
-		if cur != nil && sameConnection(cur.conf, c, cur.psk, connPSK(cfg, c)) {
+	// Every new or changed group of connections is built first: one the
+	// negotiator refuses leaves everything as it was. A group is kept
+	// when it has the same members and none of them changed.
+	kept := map[*group]bool{}
+	var built []*group
+	for _, members := range groupConnections(cfg.Connections) {
+		if cur := g.conns[members[0].Name]; cur != nil && cur.grp.sameMembers(members) && func() bool {
+			for _, c := range members {
+				old := cur.grp.conns[c.Name]
+				if !sameConnection(old.conf, c, old.psk, connPSK(cfg, c)) {
+					return false
+				}
+			}
+			return true
+		}() {
+			kept[cur.grp] = true
 			continue
 		}
-		cs, err := g.newConn(c, cfg)
+		gr, err := g.newGroup(members, cfg)
 		if err != nil {
 			for _, b := range built {
 				b.mgr.Close()
 			}
 			return fmt.Errorf("nothing changed: %w", err)
 		}
-		built[c.Name] = cs
-		if cur != nil {
-			changed = append(changed, c.Name)
-		} else {
-			added = append(added, c.Name)
-		}
+		built = append(built, gr)
 	}
 	if old, now := g.cfg.Gateway, cfg.Gateway; old.Interface != now.Interface || old.MTU != now.MTU ||
 		old.NATTPort != now.NATTPort || old.IKEPort != now.IKEPort || old.Keylog != now.Keylog || old.Metrics != now.Metrics {
@@ -294,16 +302,24 @@ func (g *Gateway) Apply(cfg *config.Config) error {
 		wanted[c.Name] = true
 		g.order = append(g.order, c.Name)
 	}
-	for name, cs := range g.conns {
-		if wanted[name] && built[name] == nil {
+	before := g.conns
+	g.conns = map[string]*conn{}
+	for _, gr := range g.groupsOf(before) {
+		if kept[gr] {
+			for name, cs := range gr.conns {
+				g.conns[name] = cs
+			}
 			continue
 		}
-		cs.terminate()
-		cs.close()
-		delete(g.conns, name)
-		if !wanted[name] {
-			g.log.Info("reload: connection removed", "conn", name)
+		for _, name := range gr.names {
+			cs := gr.conns[name]
+			cs.terminate()
+			cs.close()
+			if !wanted[name] {
+				g.log.Info("reload: connection removed", "conn", name)
+			}
 		}
+		gr.mgr.Close()
 	}
 	if len(built) > 0 && g.ike500 == nil && g.cfg.Gateway.IKEPort != 0 {
 		c, err := openIKESocket(g.cfg.Gateway.IKEPort)
@@ -315,16 +331,24 @@ func (g *Gateway) Apply(cfg *config.Config) error {
 			go g.ikeReadLoop(c)
 		}
 	}
-	for _, name := range added {
-		g.conns[name] = built[name]
-		g.log.Info("reload: connection added", "conn", name)
+	for _, gr := range built {
+		for _, name := range gr.names {
+			cs := gr.conns[name]
+			g.conns[name] = cs
+			switch old := before[name]; {
+			case old == nil:
+				g.log.Info("reload: connection added", "conn", name)
+			case sameConnection(old.conf, cs.conf, old.psk, cs.psk):
+				g.log.Info("reload: connection started again: it shares its peer address with a changed one", "conn", name)
+			default:
+				g.log.Info("reload: connection changed, started again", "conn", name)
+			}
+		}
 	}
-	for _, name := range changed {
-		g.conns[name] = built[name]
-		g.log.Info("reload: connection changed, started again", "conn", name)
-	}
-	for _, name := range append(added, changed...) {
-		built[name].start()
+	for _, gr := range built {
+		for _, name := range gr.names {
+			gr.conns[name].start()
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -399,8 +423,11 @@ func (g *Gateway) Close() error {
 	default:
 		close(g.stop)
 	}
-	for _, cs := range conns {
-		cs.close()
+	for _, gr := range g.groupsOf(g.conns) {
+		for _, cs := range gr.conns {
+			cs.close()
+		}
+		gr.mgr.Close()
 	}
 	g.conns = map[string]*conn{}
 	if g.ike500 != nil {

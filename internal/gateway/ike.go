@@ -18,18 +18,20 @@ import (
 	"github.com/isle-ipsec/isle/sa"
 )
 
-// Each connection has its own ike.Manager: a reload then adds, replaces
-// or removes one connection without touching the IKE SAs of the others.
-// Datagrams reach the right manager by the rules of ike.Manager itself:
-// a new IKE_SA_INIT by the peer's address, everything else by SPI (every
+// Each group of connections (group.go: usually one connection) has its
+// own ike.Manager: a reload then adds, replaces or removes a connection
+// without touching the IKE SAs of the others. Datagrams reach the right
+// manager by the rules of ike.Manager itself: a new IKE_SA_INIT by the
+// peer's address (or to the %any group), everything else by SPI (every
 // manager sees it; those that do not know the SPI drop it).
 
 // conn is one running [connections.NAME].
 type conn struct {
 	g    *Gateway
 	conf config.Connection
-	psk  []byte // what [secrets] gives its identities, for reload
-	mgr  *ike.Manager
+	psk  []byte       // what [secrets] gives its identities, for reload
+	mgr  *ike.Manager // its group's
+	grp  *group
 	log  *slog.Logger
 
 	mu       sync.Mutex            // guards what follows; never held while calling mgr
@@ -41,9 +43,7 @@ type conn struct {
 	// installed its inbound SA yet (the responder of a rekey installs
 	// before the initiator has the answer), as strongSwan does it.
 	pending   map[string]*installed
-	lastFrom  netip.AddrPort // where the IKE datagram being handled came from
-	lastNATT  bool           // ... and whether on the NAT-T port
-	peerAddr  netip.AddrPort // the peer's IKE address, as last heard or sent to
+	remote    netip.AddrPort // the peer's IKE address when its CHILD_SA was last installed
 	ikeSeen   map[[2]uint64]time.Time
 	downing   bool // our own Down/Terminate: ChildDown is not the peer's doing
 	closeWant bool // close_action asked for a new initiation
@@ -88,28 +88,12 @@ func (cs *conn) switchOut(name string, why string) bool {
 
 func dpName(connName, child string) string { return connName + "/" + child }
 
-// newConn builds the manager of one connection; it does not initiate.
-func (g *Gateway) newConn(c config.Connection, cfg *config.Config) (*conn, error) {
-	p, err := peerFor(c, cfg.Gateway, cfg.PSK)
-	if err != nil {
-		return nil, err
-	}
-	cs := &conn{g: g, conf: c, psk: connPSK(cfg, c), log: g.log.With("conn", c.Name),
+// newConn is the state of one connection in a group; the group's
+// manager negotiates for it.
+func (g *Gateway) newConn(c config.Connection, cfg *config.Config, gr *group) *conn {
+	return &conn{g: g, conf: c, psk: connPSK(cfg, c), log: g.log.With("conn", c.Name), grp: gr,
 		children: map[uint32]*installed{}, current: map[string]uint32{}, pending: map[string]*installed{},
 		ikeSeen: map[[2]uint64]time.Time{}}
-	mc := ike.ManagerConfig{
-		Peers:             []ike.Peer{p},
-		Send:              cs.send,
-		OnChild:           func(_ string, ev ike.ChildEvent) { cs.onChild(ev) },
-		Log:               slog.New(g.ikeLog),
-		RetransmitTimeout: g.opts.RetransmitTimeout,
-		RetransmitTries:   g.opts.RetransmitTries,
-	}
-	cs.mgr, err = ike.NewManager(mc)
-	if err != nil {
-		return nil, fmt.Errorf("connection %q: %w", c.Name, err)
-	}
-	return cs, nil
 }
 
 // canInitiate: the connection has a peer address to initiate to.
@@ -139,31 +123,10 @@ func (cs *conn) start() {
 	cs.log.Info("initiating", "remote", cs.conf.RemoteAddrs[0].String())
 }
 
-// send is the manager's Send: port 4500 through the dataplane's socket
-// (behind the non-ESP marker), else the IKE port's socket.
-func (cs *conn) send(to netip.AddrPort, natt bool, b []byte) error {
-	cs.mu.Lock()
-	cs.peerAddr = to
-	cs.mu.Unlock()
-	if natt {
-		return cs.g.dp.SendIKE(to, b)
-	}
-	return cs.g.sendIKE(to, b)
-}
-
-// handle passes one datagram to the manager and notes what changed.
-func (cs *conn) handle(from netip.AddrPort, natt bool, b []byte) {
-	cs.mu.Lock()
-	cs.lastFrom, cs.lastNATT = from, natt
-	cs.mu.Unlock()
-	cs.mgr.Handle(from, natt, b)
-	cs.observe()
-}
-
 // observe notes IKE SAs that became established (for status, keylog and
 // metrics) and forgets those that are gone.
 func (cs *conn) observe() {
-	sts := cs.mgr.Status()
+	sts := cs.ikeStatus()
 	live := map[[2]uint64]bool{}
 	var fresh []ike.Status
 	cs.mu.Lock()
@@ -240,8 +203,9 @@ func (cs *conn) install(c *ike.ChildSA, replaces *ike.ChildSA) error {
 	if !ok {
 		return fmt.Errorf("no child %q in the configuration", c.Name)
 	}
+	from, natt := cs.grp.last()
 	cs.mu.Lock()
-	from, natt := cs.lastFrom, cs.lastNATT
+	cs.remote = from
 	cs.mu.Unlock()
 	remote := from.Addr().Unmap()
 	if !remote.IsValid() {
@@ -420,11 +384,26 @@ func (cs *conn) uninstall(c *ike.ChildSA) {
 }
 
 func (cs *conn) remove(inst *installed, inSPI uint32, isCurrent bool) {
+	if !isCurrent && !cs.g.stopping() {
+		// The old SA of a rekey: the peer's last packets on it may still
+		// wait in the ESP socket while the DELETE exchange that ends it
+		// has already been handled on the IKE socket. Keep it a moment.
+		time.AfterFunc(retireGrace, func() { cs.retire(inst, inSPI) })
+		return
+	}
 	if isCurrent {
 		cs.g.dp.RemoveChild(inst.dpName)
-	} else {
-		cs.g.dp.RetireSPI(inSPI)
 	}
+	cs.retire(inst, inSPI)
+}
+
+// retireGrace is how long the inbound SA a rekey replaced keeps
+// accepting packets after its DELETE.
+const retireGrace = time.Second
+
+// retire drops an inbound SPI (if it is not current) and wipes the pair.
+func (cs *conn) retire(inst *installed, inSPI uint32) {
+	cs.g.dp.RetireSPI(inSPI)
 	if kl := cs.g.keylog; kl != nil {
 		kl.RemoveSA(inst.inCfg)
 		kl.RemoveSA(inst.outCfg)
@@ -449,7 +428,7 @@ func (cs *conn) reconcile() {
 		cs.switchOut(name, "the peer sends on the new SA, or its DELETE is late")
 	}
 	live := map[uint32]bool{}
-	for _, st := range cs.mgr.Status() {
+	for _, st := range cs.ikeStatus() {
 		for _, c := range st.Children {
 			live[c.InboundSPI] = true
 		}
@@ -491,9 +470,9 @@ func (cs *conn) terminate() error {
 	return err
 }
 
-// close stops the manager and removes what is still installed.
+// close removes what is still installed for the connection (its group
+// stops the manager).
 func (cs *conn) close() {
-	cs.mgr.Close()
 	cs.mu.Lock()
 	children, current := cs.children, cs.current
 	cs.children, cs.current = map[uint32]*installed{}, map[string]uint32{}
@@ -513,7 +492,7 @@ func (cs *conn) close() {
 // status describes the connection's IKE SA and CHILD_SAs.
 func (cs *conn) status(now time.Time) status.Connection {
 	out := status.Connection{Name: cs.conf.Name}
-	sts := cs.mgr.Status()
+	sts := cs.ikeStatus()
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for _, st := range sts {
@@ -530,9 +509,9 @@ func (cs *conn) status(now time.Time) status.Connection {
 		case ike.StateNew, ike.StateInitSent, ike.StateInitDone, ike.StateAuthSent:
 			is.State = "CONNECTING"
 		}
-		peer := cs.peerAddr
-		if !peer.IsValid() {
-			peer = cs.lastFrom
+		peer := cs.remote
+		if !peer.IsValid() && cs.canInitiate() {
+			peer = netip.AddrPortFrom(cs.conf.RemoteAddrs[0], cs.g.cfg.Gateway.IKEPort)
 		}
 		if peer.IsValid() {
 			is.Remote = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port()).String()
@@ -665,11 +644,11 @@ func (g *Gateway) dispatch(d datagram) {
 			g.ikeLog.note("IKE_SA_INIT from an unknown peer", d.from.Addr().String())
 			return
 		}
-		pick.handle(d.from, d.natt, d.b)
+		pick.grp.handle(d.from, d.natt, d.b)
 		return
 	}
-	for _, cs := range conns {
-		cs.handle(d.from, d.natt, d.b)
+	for _, gr := range g.groupList() {
+		gr.handle(d.from, d.natt, d.b)
 	}
 }
 
@@ -727,12 +706,12 @@ func (cs *conn) createChild(name string) error {
 	if proto == 0 {
 		proto = l.Proto
 	}
-	_, got, err := cs.mgr.Trap(l.Start, r.Start, proto, r.PortStart)
+	peer, got, err := cs.mgr.Trap(l.Start, r.Start, proto, r.PortStart)
 	if err != nil {
 		return err
 	}
-	if got != name {
-		return fmt.Errorf("child %q: its selectors are covered by the more specific child %q", name, got)
+	if peer != cs.conf.Name || got != name {
+		return fmt.Errorf("child %q: its selectors are covered by the more specific child %s/%s", name, peer, got)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,5 +180,36 @@ func TestFailureOf(t *testing.T) {
 		if e, r := failureOf(c.msg, c.err); e != c.exchange || r != c.reason {
 			t.Errorf("%q %q: %s %s", c.msg, c.err, e, r)
 		}
+	}
+}
+
+// TestGroupConnections: connections an IKE_SA_INIT cannot tell apart
+// (shared peer address, or %any) share a negotiator; others do not.
+func TestGroupConnections(t *testing.T) {
+	a := func(s ...string) []netip.Addr {
+		var out []netip.Addr
+		for _, x := range s {
+			out = append(out, netip.MustParseAddr(x))
+		}
+		return out
+	}
+	conns := []config.Connection{
+		{Name: "a", RemoteAddrs: a("198.18.0.2")},
+		{Name: "b", RemoteAddrs: a("198.18.0.3")},
+		{Name: "rw1", RemoteAny: true},
+		{Name: "c", RemoteAddrs: a("198.18.0.4", "198.18.0.2")},
+		{Name: "rw2", RemoteAny: true},
+		{Name: "d", RemoteAddrs: a("198.18.0.5")},
+	}
+	var got []string
+	for _, g := range groupConnections(conns) {
+		var names []string
+		for _, c := range g {
+			names = append(names, c.Name)
+		}
+		got = append(got, strings.Join(names, "+"))
+	}
+	if want := "a+c b rw1+rw2 d"; strings.Join(got, " ") != want {
+		t.Errorf("groups %q, want %q", strings.Join(got, " "), want)
 	}
 }
