@@ -195,6 +195,28 @@ func TestIKEPaths(t *testing.T) {
 			took := l.waitUp("site", 30*time.Second)
 			t.Logf("up %v after the initiator started", took)
 			if tc.o.loss > 0 {
+				// Three more negotiations from scratch over the lossy path.
+				for i := range 3 {
+					if out, err := l.isle(l.left, "down", "site"); err != nil {
+						t.Fatalf("isle down: %v %s", err, out)
+					}
+					for deadline := time.Now().Add(10 * time.Second); len(l.installed(l.left, "site")) != 0; time.Sleep(50 * time.Millisecond) {
+						if time.Now().After(deadline) {
+							t.Fatal("isle down left the CHILD_SA")
+						}
+					}
+					start := time.Now()
+					if out, err := l.isle(l.left, "up", "site"); err != nil {
+						t.Fatalf("isle up: %v %s", err, out)
+					}
+					for deadline := time.Now().Add(30 * time.Second); len(l.installed(l.left, "site")) == 0; time.Sleep(50 * time.Millisecond) {
+						if time.Now().After(deadline) {
+							_, raw := l.status(l.left)
+							t.Fatalf("negotiation %d over 10%% loss did not complete: %s", i+2, raw)
+						}
+					}
+					t.Logf("negotiation %d over 10%% loss: %v", i+2, time.Since(start))
+				}
 				// Ping over a lossy path: most, not all, come back.
 				if n, err := l.topo.PingCount(netns.HL, netns.HR4, 20, 50*time.Millisecond); err != nil || n < 10 {
 					t.Fatalf("%d of 20 pings over 10%% loss: %v", n, err)
