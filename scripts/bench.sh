@@ -120,16 +120,22 @@ def load(kind):
 row = {"name": name}
 for kind in ("tcp1", "tcp4"):
     e = load(kind)
+    if e and "sum_received" not in e:
+        e = None
     row[kind] = e["sum_received"]["bits_per_second"] / 1e6 if e else None
     if kind == "tcp1" and e and ticks:
         gb = e["sum_received"]["bytes"] / 1e9
         row["cpu_s_per_gb"] = int(ticks) / hz / gb if gb > 0 else None
 for size in (64, 1400):
     e = load(f"udp{size}")
-    if e:
-        rx = e["sum_received"]
-        row[f"udp{size}_pps"] = rx["bytes"] / size / rx["seconds"]
-        row[f"udp{size}_loss"] = rx["lost_percent"]
+    if e and "sum_received" in e:
+        rx, tx = e["sum_received"], e.get("sum_sent", {})
+        got = rx["bytes"] / size
+        row[f"udp{size}_pps"] = got / rx["seconds"] if rx["seconds"] else 0
+        # Loss from what the client sent: iperf3's own figure counts gaps
+        # in the sequence numbers received, which is 0 when none arrive.
+        sent = tx.get("packets") or 0
+        row[f"udp{size}_loss"] = 100 * (1 - got / sent) if sent else rx["lost_percent"]
 m = re.search(r"= [\d.]+/([\d.]+)/", open(f + ".ping").read())
 row["rtt_ms"] = float(m.group(1)) if m else None
 print(json.dumps(row))
