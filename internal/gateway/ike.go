@@ -537,6 +537,9 @@ func (cs *conn) status(now time.Time) status.Connection {
 				ch.Protocol, ch.SPIIn, ch.SPIOut = c.Protocol.String(), status.SPI32(c.InboundSPI), status.SPI32(c.OutboundSPI)
 			} else {
 				ch.FillFromSAs(inst.in, inst.out, now)
+				if c.PFS != sa.DHNone && inst.out != nil {
+					ch.Proposal = status.ChildProposal(inst.out, c.PFS)
+				}
 				ch.LocalTS, ch.RemoteTS = inst.localTS, inst.remoteTS
 				if cs.current[inst.dpName] != c.InboundSPI {
 					ch.State = "REKEYED"

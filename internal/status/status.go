@@ -165,8 +165,16 @@ func since(t, now time.Time) *int64 {
 
 // ProposalOf names the algorithms of an ESP or AH SA in strongSwan's
 // notation, as `swanctl --list-sas` shows a CHILD_SA's.
-func ProposalOf(s *sa.SA) string {
+func ProposalOf(s *sa.SA) string { return ChildProposal(s, sa.DHNone) }
+
+// ChildProposal is ProposalOf for a CHILD_SA whose keys came from a
+// CREATE_CHILD_SA with a key exchange (PFS): swanctl names that group
+// too, so the two views of one SA read the same.
+func ChildProposal(s *sa.SA, ke sa.DHGroup) string {
 	p := sa.Proposal{Protocol: s.Protocol(), ESN: []sa.ESNMode{sa.NoESN}}
+	if ke != sa.DHNone {
+		p.DH = []sa.DHGroup{ke}
+	}
 	if s.ESN() {
 		p.ESN = []sa.ESNMode{sa.WithESN}
 	}

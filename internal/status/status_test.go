@@ -274,6 +274,9 @@ func TestFillFromSAs(t *testing.T) {
 			t.Errorf("ProposalOf(%v) = %q, want %q", tt.s, got, tt.want)
 		}
 	}
+	if got, want := ChildProposal(gcm, sa.DHCurve25519), "AES_GCM_16_128/CURVE_25519"; got != want {
+		t.Errorf("ChildProposal with PFS = %q, want %q", got, want)
+	}
 	var only Child
 	only.FillFromSAs(nil, gcm, now)
 	if only.SPIOut != "00001001" || only.SPIIn != "" || only.LastInS != nil {
