@@ -75,4 +75,9 @@ type ChildEvent struct {
 	Kind     ChildEventKind
 	Child    *ChildSA
 	Replaces *ChildSA
+	// PeerClosed marks a ChildDown the peer caused by deleting the
+	// CHILD_SA, or the IKE SA that carried it (its DELETE), rather than
+	// our own deletion or a rekey replacing it: what strongSwan's
+	// close_action reacts to.
+	PeerClosed bool
 }

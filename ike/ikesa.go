@@ -193,12 +193,17 @@ func (s *IKESA) addChild(c, replaces *ChildSA) {
 	}
 }
 
-func (s *IKESA) removeChild(c *ChildSA) {
+func (s *IKESA) removeChild(c *ChildSA) { s.dropChild(c, false) }
+
+// dropChild removes a CHILD_SA; peerClosed says the peer's DELETE ended it.
+func (s *IKESA) dropChild(c *ChildSA, peerClosed bool) {
 	for i, x := range s.children {
 		if x == c {
 			s.children = append(s.children[:i], s.children[i+1:]...)
 			if s.cfg.OnChild != nil {
-				s.cfg.OnChild(ChildEvent{Kind: ChildDown, Child: c})
+				// A rekey's old SA deleted by the peer is not closed:
+				// its successor carries on.
+				s.cfg.OnChild(ChildEvent{Kind: ChildDown, Child: c, PeerClosed: peerClosed && !c.replaced})
 			}
 			return
 		}
@@ -514,11 +519,11 @@ func (s *IKESA) handleInformational(raw []byte, m *message.Message) error {
 		return err
 	}
 	for _, c := range gone {
-		s.removeChild(c)
+		s.dropChild(c, true)
 	}
 	if deleteIKE || refused {
 		for _, c := range s.Children() {
-			s.removeChild(c)
+			s.dropChild(c, deleteIKE)
 		}
 		s.state = StateDeleted
 	}

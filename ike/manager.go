@@ -894,3 +894,37 @@ func (m *Manager) RekeyIKE(name string) error {
 	m.after(ms)
 	return err
 }
+
+// DeleteChild deletes one CHILD_SA of a peer, by its configured name,
+// with an INFORMATIONAL DELETE for that pair alone (RFC 7296 §1.4.1); the
+// IKE SA and the other CHILD_SAs stay. Ours goes down when the peer's
+// answer (naming its side of the pair) arrives, reported as ChildDown. A
+// CHILD_SA caught between a rekey and the deletion of its old pair has
+// two pairs of that name: both are deleted.
+func (m *Manager) DeleteChild(peer, child string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ms := m.byPeer[peer]
+	if ms == nil {
+		return fmt.Errorf("ike: peer %q has no IKE SA", peer)
+	}
+	if st := ms.sa.State(); st != StateEstablished {
+		return fmt.Errorf("ike: peer %q: IKE SA is %v", peer, st)
+	}
+	n := 0
+	for _, c := range ms.sa.Children() {
+		if c.Name != child || c.deleting {
+			continue
+		}
+		if err := ms.sa.DeleteChild(c); err != nil {
+			return fmt.Errorf("ike: peer %q: deleting CHILD_SA %q: %w", peer, child, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("ike: peer %q has no CHILD_SA %q", peer, child)
+	}
+	delete(ms.trapped, child) // a later Trap or `isle up` may start it again at once
+	m.after(ms)
+	return nil
+}

@@ -123,6 +123,7 @@ var (
 type childLog struct {
 	mu     sync.Mutex
 	events []string
+	closed []string // "peer:child" of each ChildDown with PeerClosed
 }
 
 func (c *childLog) record(peer string, ev ChildEvent) {
@@ -133,6 +134,9 @@ func (c *childLog) record(peer string, ev ChildEvent) {
 		s += ":rekey"
 	}
 	c.events = append(c.events, s)
+	if ev.PeerClosed {
+		c.closed = append(c.closed, peer+":"+ev.Child.Name)
+	}
 }
 
 func (c *childLog) count(s string) int {
@@ -346,6 +350,9 @@ func TestManagerRekeyTimers(t *testing.T) {
 	if tb.la.count("to-b:UP:net:rekey") != 3 {
 		t.Fatalf("CHILD_SA rekeys by 61 min: %v", tb.la.events)
 	}
+	if len(tb.la.closed)+len(tb.lb.closed) != 0 {
+		t.Errorf("a rekey's old CHILD_SA reported as closed by the peer: %v / %v", tb.la.closed, tb.lb.closed)
+	}
 	second, _ := tb.established(t)
 	if second.SPIi == first.SPIi || len(second.Children) != 1 {
 		t.Fatalf("IKE SA not rekeyed: %+v", second)
@@ -388,6 +395,11 @@ func TestManagerTerminateAndUnknownPeer(t *testing.T) {
 	}
 	if tb.la.count("to-b:DOWN:net") != 1 || tb.lb.count("to-a:DOWN:net") != 1 {
 		t.Errorf("events %v / %v", tb.la.events, tb.lb.events)
+	}
+	// B lost its CHILD_SA by A's DELETE (its close_action applies); A by
+	// its own deletion.
+	if len(tb.la.closed) != 0 || len(tb.lb.closed) != 1 || tb.lb.closed[0] != "to-a:net" {
+		t.Errorf("closed by the peer: %v / %v", tb.la.closed, tb.lb.closed)
 	}
 	// An IKE_SA_INIT from an address no peer has gets no answer.
 	stranger := netip.MustParseAddr("198.18.0.99")

@@ -50,14 +50,15 @@ type ikeOpts struct {
 	rightAny    bool   // right accepts any peer (remote_addrs = ["%any"])
 	cert        bool   // pubkey authentication with the config testdata's PKI
 	keylog      bool
-	metrics     string // left's metrics address
-	retransmit  string // ISLE_IKE_RETRANSMIT for both
-	leftExtra   string // appended to left's file
-	rightExtra  string // appended to right's file
-	childExtra  string // lines added to both children tables
-	leftPSK     string // left's secret, when it should differ from right's
-	rightProps  string // right's IKE proposals, when they should differ
-	splitFamily bool   // two children: lan (IPv4) and lan6 (IPv6) instead of one for both
+	metrics     string            // left's metrics address
+	retransmit  string            // ISLE_IKE_RETRANSMIT for both
+	leftExtra   string            // appended to left's file
+	rightExtra  string            // appended to right's file
+	childExtra  string            // lines added to both children tables
+	leftChild   map[string]string // lines added to one of left's children tables, by child name
+	leftPSK     string            // left's secret, when it should differ from right's
+	rightProps  string            // right's IKE proposals, when they should differ
+	splitFamily bool              // two children: lan (IPv4) and lan6 (IPv6) instead of one for both
 	proposals   string
 	espProposal string
 }
@@ -143,6 +144,9 @@ func (o ikeOpts) config(topo *netns.Topology, dir string, left bool) string {
 			fmt.Fprintf(&b, "rekey_time = %q\n", o.childRekey)
 		}
 		b.WriteString(o.childExtra)
+		if left {
+			b.WriteString(o.leftChild[ch.name])
+		}
 	}
 	if !o.cert {
 		secret := "a pre-shared key for the isle e2e tests"

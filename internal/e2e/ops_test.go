@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -271,9 +272,134 @@ func TestOpsTwoChildren(t *testing.T) {
 	if out, err := l.isle(l.left, "up", "site/lan6"); err != nil {
 		t.Errorf("isle up site/lan6 while installed: %v %s", err, out)
 	}
-	if out, err := l.isle(l.left, "down", "site/lan6"); err == nil || !strings.Contains(out, "not supported") {
-		t.Errorf("isle down site/lan6: %v %q", err, out)
+}
+
+// TestOpsChildDownUpClose: `isle down NAME/CHILD` deletes that CHILD_SA
+// alone (the IKE SA and the other CHILD_SA keep carrying traffic), `isle
+// up NAME/CHILD` brings it back; when the peer deletes a CHILD_SA, its
+// close_action decides: start negotiates it again at once, none leaves it
+// down.
+func TestOpsChildDownUpClose(t *testing.T) {
+	l := startIKELab(t, "gca", ikeOpts{splitFamily: true, leftChild: map[string]string{
+		"lan": "close_action = \"none\"\n", "lan6": "close_action = \"start\"\n"}})
+	l.waitUp("site", 10*time.Second)
+	both := []*ikeGW{l.left, l.right}
+	l.waitChildren(both, 5*time.Second, "lan", "lan6")
+	st, _ := l.status(l.left)
+	spi := st.Connections[0].IKESAs[0].SPIi
+	lan6Before := l.childSPI(l.left, "lan6")
+	ping6 := func() int {
+		n, _ := l.topo.PingCount(netns.HL, netns.HR6, 1, 10*time.Millisecond)
+		return n
 	}
+
+	// Ours: only lan6 goes, on both sides; IPv4 keeps flowing.
+	_, got4 := l.continuousPing(20, 100*time.Millisecond)
+	if out, err := l.isle(l.left, "down", "site/lan6"); err != nil {
+		t.Fatalf("isle down site/lan6: %v %s", err, out)
+	}
+	l.waitChildren(both, 5*time.Second, "lan")
+	if n, err := got4(); n != 20 || err != nil {
+		t.Errorf("IPv4 child while lan6 was deleted: %d of 20 pings: %v", n, err)
+	}
+	if ping6() != 0 {
+		t.Error("IPv6 ping answered with lan6 deleted")
+	}
+	if st, raw := l.status(l.left); st.Connections[0].IKESAs[0].SPIi != spi {
+		t.Errorf("the IKE SA changed: %s", raw)
+	}
+	if out, err := l.isle(l.left, "down", "site/lan6"); err == nil {
+		t.Errorf("isle down of a deleted child succeeded: %s", out)
+	}
+
+	// Back with isle up, under the same IKE SA.
+	if out, err := l.isle(l.left, "up", "site/lan6"); err != nil {
+		t.Fatalf("isle up site/lan6: %v %s", err, out)
+	}
+	l.waitChildren(both, 5*time.Second, "lan", "lan6")
+	if err := l.topo.Ping(netns.HL, netns.HR6, 2); err != nil {
+		t.Error(err)
+	}
+	if st, raw := l.status(l.left); st.Connections[0].IKESAs[0].SPIi != spi {
+		t.Errorf("the IKE SA changed: %s", raw)
+	}
+	if n := countLog(l.left, "close_action: initiating again"); n != 0 {
+		t.Errorf("our own isle down ran close_action %d times", n)
+	}
+
+	// The peer deletes lan6: close_action = start negotiates it again.
+	if out, err := l.isle(l.right, "down", "site/lan6"); err != nil {
+		t.Fatalf("right: isle down site/lan6: %v %s", err, out)
+	}
+	l.waitLog(l.left, "msg=\"close_action: initiating again\" conn=site child=lan6 close_action=start", 5*time.Second)
+	l.waitChildren(both, 5*time.Second, "lan", "lan6")
+	if now := l.childSPI(l.left, "lan6"); now == lan6Before {
+		t.Errorf("lan6 not negotiated again: SPI %s", now)
+	}
+	if err := l.topo.Ping(netns.HL, netns.HR6, 2); err != nil {
+		t.Error(err)
+	}
+
+	// The peer deletes lan: close_action = none leaves it down.
+	if out, err := l.isle(l.right, "down", "site/lan"); err != nil {
+		t.Fatalf("right: isle down site/lan: %v %s", err, out)
+	}
+	l.waitChildren(both, 5*time.Second, "lan6")
+	l.waitLog(l.left, "msg=\"CHILD_SA closed by the peer\" conn=site child=lan close_action=none", 5*time.Second)
+	if n, _ := l.topo.PingCount(netns.HL, netns.HR4, 1, 10*time.Millisecond); n != 0 {
+		t.Error("IPv4 ping answered after the peer deleted lan (close_action = none)")
+	}
+	l.waitChildren(both, time.Second, "lan6") // still: nothing came back meanwhile
+	if err := l.topo.Ping(netns.HL, netns.HR6, 1); err != nil {
+		t.Error(err)
+	}
+}
+
+// waitChildren waits until each gateway has exactly the named CHILD_SAs
+// of "site" installed (one of each).
+func (l *ikeLab) waitChildren(gws []*ikeGW, within time.Duration, names ...string) {
+	l.t.Helper()
+	want := strings.Join(names, ",")
+	for deadline := time.Now().Add(within); ; time.Sleep(50 * time.Millisecond) {
+		ok := true
+		var raws []string
+		for _, g := range gws {
+			st, raw, err := l.tryStatus(g)
+			raws = append(raws, raw)
+			var got []string
+			if err == nil && len(st.Connections) > 0 {
+				for _, s := range st.Connections[0].IKESAs {
+					for _, c := range s.Children {
+						if s.State == "ESTABLISHED" && c.State == "INSTALLED" {
+							got = append(got, c.Name)
+						}
+					}
+				}
+			}
+			slices.Sort(got)
+			ok = ok && strings.Join(got, ",") == want
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("children %s not installed (alone) after %v:\n%s", want, within, strings.Join(raws, "\n"))
+		}
+	}
+}
+
+// childSPI is the inbound SPI of a gateway's installed CHILD_SA of "site"
+// by that name ("" if none).
+func (l *ikeLab) childSPI(g *ikeGW, name string) string {
+	st, _ := l.status(g)
+	for _, s := range st.Connections[0].IKESAs {
+		for _, c := range s.Children {
+			if c.Name == name && c.State == "INSTALLED" {
+				return c.SPIIn
+			}
+		}
+	}
+	return ""
 }
 
 // second is a second connection between the same two gateways, with

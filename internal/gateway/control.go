@@ -104,15 +104,21 @@ func (g *Gateway) Up(name, child string) error {
 }
 
 // Down deletes a connection's IKE SA and CHILD_SAs with the peer
-// (DELETE). Deleting a single CHILD_SA of several is not offered by the
-// negotiator yet; with one child, NAME/CHILD deletes the IKE SA too.
+// (DELETE). NAME/CHILD deletes that CHILD_SA alone (an INFORMATIONAL
+// DELETE for its pair), as `swanctl --terminate --child` does: the IKE SA
+// and the other CHILD_SAs stay, and ours is removed when the peer
+// answers.
 func (g *Gateway) Down(name, child string) error {
 	cs, err := g.lookup(name, child)
 	if err != nil {
 		return err
 	}
-	if child != "" && len(cs.conf.Children) > 1 {
-		return fmt.Errorf("connection %q: deleting one CHILD_SA of several is not supported yet; `isle down %s` deletes them all", name, name)
+	if child != "" {
+		if err := cs.mgr.DeleteChild(name, child); err != nil {
+			return fmt.Errorf("connection %q: nothing to delete: %w", name, err)
+		}
+		cs.log.Info("CHILD_SA deleting (isle down)", "child", child)
+		return nil
 	}
 	if err := cs.terminate(); err != nil {
 		return fmt.Errorf("connection %q: nothing to delete: %w", name, err)

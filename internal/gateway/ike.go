@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,11 +43,9 @@ type conn struct {
 	// comes in on the new one), by dataplane name: the peer may not have
 	// installed its inbound SA yet (the responder of a rekey installs
 	// before the initiator has the answer), as strongSwan does it.
-	pending   map[string]*installed
-	remote    netip.AddrPort // the peer's IKE address when its CHILD_SA was last installed
-	ikeSeen   map[[2]uint64]time.Time
-	downing   bool // our own Down/Terminate: ChildDown is not the peer's doing
-	closeWant bool // close_action asked for a new initiation
+	pending map[string]*installed
+	remote  netip.AddrPort // the peer's IKE address when its CHILD_SA was last installed
+	ikeSeen map[[2]uint64]time.Time
 }
 
 // installed is a CHILD_SA in the dataplane.
@@ -113,6 +112,10 @@ func (cs *conn) wantsStart() bool {
 }
 
 func (cs *conn) start() {
+	if ts := cs.trapAsStart(); len(ts) > 0 && cs.canInitiate() {
+		cs.log.Warn("trap acts as start: the dataplane reports no packet without an SA yet, so these children are negotiated at once instead of on their first packet",
+			"children", ts)
+	}
 	if !cs.wantsStart() {
 		return
 	}
@@ -121,6 +124,32 @@ func (cs *conn) start() {
 		return
 	}
 	cs.log.Info("initiating", "remote", cs.conf.RemoteAddrs[0].String())
+}
+
+// trapAsStart lists the children, as "child: key, ...", whose
+// start_action, dpd_action or close_action is trap. The dataplane counts
+// an outbound packet no CHILD_SA covers as no_policy and calls nobody (nor
+// routes such selectors into its TUN device), so Manager.Trap cannot be
+// driven by traffic: start_action = trap initiates at startup, dpd_action
+// = trap restarts at once and close_action = trap negotiates again at once.
+func (cs *conn) trapAsStart() []string {
+	var out []string
+	for _, ch := range cs.conf.Children {
+		var keys []string
+		if ch.StartAction == config.StartTrap {
+			keys = append(keys, "start_action")
+		}
+		if ch.DPDAction == config.DPDTrap {
+			keys = append(keys, "dpd_action")
+		}
+		if ch.CloseAction == config.CloseTrap {
+			keys = append(keys, "close_action")
+		}
+		if len(keys) > 0 {
+			out = append(out, ch.Name+": "+strings.Join(keys, ", "))
+		}
+	}
+	return out
 }
 
 // observe notes IKE SAs that became established (for status, keylog and
@@ -193,7 +222,7 @@ func (cs *conn) onChild(ev ike.ChildEvent) {
 			cs.log.Error("CHILD_SA not installed", "child", c.Name, "spi_in", status.SPI32(c.InboundSPI), "err", err)
 		}
 	case ike.ChildDown:
-		cs.uninstall(c)
+		cs.uninstall(c, ev.PeerClosed)
 		c.Clear()
 	}
 }
@@ -339,8 +368,9 @@ func withoutKeys(c sa.Config) sa.Config {
 
 // uninstall removes a CHILD_SA that went down: the whole child if it is
 // the one installed under its name, else only its inbound SPI (a rekey's
-// old SA, make-before-break).
-func (cs *conn) uninstall(c *ike.ChildSA) {
+// old SA, make-before-break). peerClosed: the peer's DELETE ended it,
+// and its close_action decides what follows.
+func (cs *conn) uninstall(c *ike.ChildSA, peerClosed bool) {
 	cs.mu.Lock()
 	inst := cs.children[c.InboundSPI]
 	if inst == nil {
@@ -352,7 +382,7 @@ func (cs *conn) uninstall(c *ike.ChildSA) {
 	if isCurrent {
 		delete(cs.current, inst.dpName)
 	}
-	peerClosed := isCurrent && !cs.downing
+	peerClosed = peerClosed && isCurrent
 	switchFirst := false
 	if p := cs.pending[inst.dpName]; p != nil && p.waitsFor == c.InboundSPI {
 		switchFirst = true
@@ -368,19 +398,33 @@ func (cs *conn) uninstall(c *ike.ChildSA) {
 		cs.log.Debug("CHILD_SA retired after rekey", "child", c.Name, "spi_in", status.SPI32(c.InboundSPI))
 	}
 	if peerClosed {
-		if ch, ok := cs.conf.Child(c.Name); ok && ch.CloseAction != config.CloseNone && cs.canInitiate() {
-			// The manager cannot be called from here (its lock is held).
-			// trap is not hooked into the dataplane yet: both start again.
-			go func() {
-				time.Sleep(100 * time.Millisecond)
-				if err := cs.createChild(c.Name); err != nil {
-					cs.log.Info("close_action: cannot initiate again", "child", c.Name, "err", err)
-					return
-				}
-				cs.log.Info("close_action: initiating again", "child", c.Name, "action", ch.CloseAction.String())
-			}()
-		}
+		cs.closed(c.Name)
 	}
+}
+
+// closed applies a child's close_action after the peer deleted it: none
+// leaves it down; start negotiates it again at once (CREATE_CHILD_SA, or
+// a new IKE SA with all the connection's children if the peer deleted
+// the IKE SA); trap, which the dataplane cannot hook yet (see trapAsStart),
+// does the same as start.
+func (cs *conn) closed(child string) {
+	ch, ok := cs.conf.Child(child)
+	if !ok || ch.CloseAction == config.CloseNone || !cs.canInitiate() {
+		cs.log.Info("CHILD_SA closed by the peer", "child", child, "close_action", "none")
+		return
+	}
+	// The manager's lock is held here (we are inside its OnChild): ask
+	// it from another goroutine, once it has finished with the DELETE.
+	go func() {
+		if cs.g.stopping() {
+			return
+		}
+		if err := cs.createChild(child); err != nil {
+			cs.log.Warn("close_action: cannot initiate again", "child", child, "close_action", ch.CloseAction.String(), "err", err)
+			return
+		}
+		cs.log.Info("close_action: initiating again", "child", child, "close_action", ch.CloseAction.String())
+	}()
 }
 
 func (cs *conn) remove(inst *installed, inSPI uint32, isCurrent bool) {
@@ -459,13 +503,7 @@ func (cs *conn) reconcile() {
 // terminate deletes the IKE SA with the peer (DELETE) and everything
 // installed for it.
 func (cs *conn) terminate() error {
-	cs.mu.Lock()
-	cs.downing = true
-	cs.mu.Unlock()
 	err := cs.mgr.Terminate(cs.conf.Name)
-	cs.mu.Lock()
-	cs.downing = false
-	cs.mu.Unlock()
 	cs.observe()
 	return err
 }
