@@ -353,6 +353,22 @@ func TestOpsChildDownUpClose(t *testing.T) {
 	if err := l.topo.Ping(netns.HL, netns.HR6, 1); err != nil {
 		t.Error(err)
 	}
+
+	// The peer deletes the IKE SA: lan6's close_action = start initiates a
+	// new one, which brings every child of the connection.
+	if out, err := l.isle(l.right, "down", "site"); err != nil {
+		t.Fatalf("right: isle down site: %v %s", err, out)
+	}
+	l.waitChildren(both, 5*time.Second, "lan", "lan6")
+	if st, raw := l.status(l.left); st.Connections[0].IKESAs[0].SPIi == spi {
+		t.Errorf("no new IKE SA after the peer deleted it: %s", raw)
+	}
+	if n := countLog(l.left, "msg=\"close_action: initiating again\" conn=site child=lan6"); n != 2 {
+		t.Errorf("close_action ran %d times for lan6, want 2", n)
+	}
+	if err := l.topo.Ping(netns.HL, netns.HR4, 1); err != nil {
+		t.Error(err)
+	}
 }
 
 // waitChildren waits until each gateway has exactly the named CHILD_SAs
