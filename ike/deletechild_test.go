@@ -107,3 +107,26 @@ func TestManagerDeleteChild(t *testing.T) {
 		t.Fatalf("after the new CREATE_CHILD_SA: %+v", again)
 	}
 }
+
+// TestManagerPeerDeleteIsNotDeath: when the peer deletes the IKE SA, a
+// peer with Restart (dpd_action = restart) does not initiate again by
+// itself: its CHILD_SAs go down marked PeerClosed, for close_action.
+func TestManagerPeerDeleteIsNotDeath(t *testing.T) {
+	tb := newTestbed(t, func(pa, pb *Peer) { pa.Restart = true })
+	if err := tb.a.Initiate("to-b"); err != nil {
+		t.Fatal(err)
+	}
+	tb.net.pump()
+	tb.established(t)
+	if err := tb.b.Terminate("to-a"); err != nil {
+		t.Fatal(err)
+	}
+	tb.net.pump()
+	tb.advance(time.Minute)
+	if sa, sb := tb.a.Status(), tb.b.Status(); len(sa)+len(sb) != 0 {
+		t.Fatalf("after the peer's DELETE: %+v / %+v", sa, sb)
+	}
+	if !slices.Equal(tb.la.closed, []string{"to-b:net"}) || len(tb.lb.closed) != 0 {
+		t.Errorf("closed by the peer: %v / %v", tb.la.closed, tb.lb.closed)
+	}
+}

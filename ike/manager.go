@@ -29,7 +29,10 @@ type Peer struct {
 	// ChildRekeyTime maps a ChildConfig name to its rekey interval.
 	ChildRekeyTime map[string]time.Duration
 	// Restart re-initiates the IKE SA (and its CHILD_SAs) when the peer is
-	// found dead or deletes it, as dpd_action = restart does.
+	// found dead, as dpd_action = restart does. A DELETE from the peer is
+	// not death: what follows it is each CHILD_SA's close_action, which the
+	// caller applies on ChildDown events with PeerClosed set (as charon
+	// takes close_action, not dpd_action, when the peer deletes the IKE SA).
 	Restart bool
 }
 
@@ -511,9 +514,6 @@ func (m *Manager) after(ms *managed) {
 				m.log.Warn("ike: IKE SA failed", "peer", ms.peer.Name, "err", s.Err())
 			}
 			m.forget(ms)
-			if ms.peer.Restart && ms.peer.Remote.IsValid() && s.Successor() == nil && s.State() == StateDeleted {
-				m.initiate(ms.peer.Name)
-			}
 		} else if s.Successor() == nil {
 			m.forget(ms)
 		} else if ms.goneT == nil {
