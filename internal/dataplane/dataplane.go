@@ -41,8 +41,11 @@
 // selectors to the local ones unless it comes out of the TUN device (RFC
 // 4301 §5.2: traffic that must be protected is dropped when it arrives
 // unprotected). Packets to a peer cannot loop back into the TUN device:
-// AddChild refuses a peer address inside the remote selectors. Close
-// removes routes, rules and the device.
+// AddChild refuses a peer address inside the remote selectors. AddTrap
+// installs the same routes and rules without an SA, for start_action =
+// trap: the first packet is dropped and reported to Config.NoPolicy,
+// which starts the negotiation. Close removes routes, rules and the
+// device.
 //
 // Path MTU: an inner packet larger than the tunnel carries (outer MTU
 // minus the SA's overhead) is answered with ICMP "fragmentation needed" /
@@ -102,6 +105,12 @@ type Config struct {
 	// the non-ESP marker (RFC 3948 §2.2), without the marker. It must not
 	// keep pkt after returning.
 	IKE func(pkt []byte, from netip.AddrPort)
+	// NoPolicy, when set, is told of each outbound packet that no
+	// installed child covers (counted as no_policy and dropped), so that
+	// a negotiator can start the CHILD_SA a trap stands for (strongSwan's
+	// start_action = trap). It runs on the TUN reader: it must return at
+	// once (hand the tuple to another goroutine, dropping it when busy).
+	NoPolicy func(t policy.Tuple)
 }
 
 // Child is one pair of SAs and the selectors they protect, as the manual
@@ -142,8 +151,12 @@ type Dataplane struct {
 	spd policy.SPD[*child]
 	sad atomic.Pointer[map[uint32]*child] // inbound SPI → child; copied on write
 
-	mu       sync.Mutex // serialises AddChild/RemoveChild
+	mu       sync.Mutex // serialises AddChild/RemoveChild/AddTrap/RemoveTrap
 	children map[string]*child
+	// traps route selectors into the TUN device before any SA covers
+	// them, so that their first packet reaches Config.NoPolicy; they
+	// have no SAs and are not in the SPD.
+	traps map[string]*child
 
 	// sendHook, when set (in-memory tests), replaces the sockets for
 	// outbound packets.
@@ -160,7 +173,7 @@ type Dataplane struct {
 // for a device the kernel does not know (in-memory tests), which then gets
 // no routes.
 func newDataplane(cfg Config, dev tun.Device, link *tunLink) *Dataplane {
-	d := &Dataplane{cfg: cfg, log: cfg.Logger, tun: dev, link: link, children: map[string]*child{}}
+	d := &Dataplane{cfg: cfg, log: cfg.Logger, tun: dev, link: link, children: map[string]*child{}, traps: map[string]*child{}}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	empty := map[uint32]*child{}
 	d.sad.Store(&empty)
@@ -268,6 +281,9 @@ func (d *Dataplane) Close() error {
 	d.cancel()
 	d.mu.Lock()
 	for _, c := range d.children {
+		d.unroute(c)
+	}
+	for _, c := range d.traps {
 		d.unroute(c)
 	}
 	d.mu.Unlock()
@@ -397,6 +413,61 @@ func (d *Dataplane) RemoveChild(name string) bool {
 	d.unroute(c)
 	d.log.Info("child SA removed", "child", name)
 	return true
+}
+
+// AddTrap routes the remote selectors into the TUN device and adds the
+// same protection rules as AddChild, without any SA: an outbound packet
+// they cover then reaches Config.NoPolicy (and is dropped) until a child
+// covering it is installed. A trap of the same name is replaced; routes
+// a child or another trap still needs stay.
+func (d *Dataplane) AddTrap(name string, local, remote []policy.Selector) error {
+	pol, err := policy.NewPolicy(local, remote)
+	if err != nil {
+		return fmt.Errorf("dataplane: trap %q: %w", name, err)
+	}
+	tr := &child{Child: Child{Name: name, Local: local, Remote: remote}, policy: pol}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed.Load() {
+		return errors.New("dataplane: closed")
+	}
+	if err := d.route(tr); err != nil {
+		return fmt.Errorf("dataplane: trap %q: %w", name, err)
+	}
+	old := d.traps[name]
+	d.traps[name] = tr
+	if old != nil {
+		d.unroute(old)
+	}
+	d.log.Info("trap installed", "trap", name, "local_ts", fmt.Sprint(local), "remote_ts", fmt.Sprint(remote))
+	return nil
+}
+
+// RemoveTrap removes the trap name; it reports whether there was one.
+// Routes and rules an installed child or another trap needs stay.
+func (d *Dataplane) RemoveTrap(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	tr, ok := d.traps[name]
+	if !ok {
+		return false
+	}
+	delete(d.traps, name)
+	d.unroute(tr)
+	d.log.Info("trap removed", "trap", name)
+	return true
+}
+
+// Traps lists the names of the installed traps, sorted.
+func (d *Dataplane) Traps() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]string, 0, len(d.traps))
+	for name := range d.traps {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // checkNoLoop refuses a peer address inside the remote selectors: the

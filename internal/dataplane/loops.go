@@ -142,6 +142,9 @@ func (o *outPath) process(buf []byte, n int) {
 	c, _, ok := d.spd.Lookup(t)
 	if !ok {
 		d.drop(DropNoPolicy)
+		if f := d.cfg.NoPolicy; f != nil {
+			f(t)
+		}
 		return
 	}
 	if !d.cfg.NoMSSClamp {

@@ -159,19 +159,21 @@ func (d *Dataplane) unroute(c *child) {
 	c.prefixes = nil
 }
 
-// stillUsed reports whether an installed child other than c routes the
-// remote prefix p (and, when local is valid, protects p towards local);
-// called with d.mu held. After Close nothing is in use.
+// stillUsed reports whether an installed child or trap other than c
+// routes the remote prefix p (and, when local is valid, protects p
+// towards local); called with d.mu held. After Close nothing is in use.
 func (d *Dataplane) stillUsed(c *child, p, local netip.Prefix) bool {
 	if d.closed.Load() {
 		return false
 	}
-	for _, o := range d.children {
-		if o == c || !slices.Contains(o.prefixes, p) {
-			continue
-		}
-		if !local.IsValid() || slices.Contains(o.policy.Local(), local) {
-			return true
+	for _, set := range []map[string]*child{d.children, d.traps} {
+		for _, o := range set {
+			if o == c || !slices.Contains(o.prefixes, p) {
+				continue
+			}
+			if !local.IsValid() || slices.Contains(o.policy.Local(), local) {
+				return true
+			}
 		}
 	}
 	return false
