@@ -27,6 +27,7 @@ import (
 	"github.com/isle-ipsec/isle/internal/dataplane"
 	"github.com/isle-ipsec/isle/internal/keylog"
 	"github.com/isle-ipsec/isle/internal/metrics"
+	"github.com/isle-ipsec/isle/policy"
 	"github.com/isle-ipsec/isle/sa"
 )
 
@@ -46,6 +47,7 @@ type Gateway struct {
 	ikeLog     *ikeLogHandler
 	ikeIn      chan datagram
 	ikeDropped atomic.Uint64
+	trapIn     chan policy.Tuple // packets without an SA, for trap.go
 	counters   *metrics.Counters
 	keylog     *keylog.Writer // nil unless [gateway] keylog is set
 	metricsLn  net.Listener
@@ -87,7 +89,7 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Gateway, error) {
 		log = slog.Default()
 	}
 	g := &Gateway{cfg: cfg, opts: opts, log: log, manual: map[string]*manualState{}, started: time.Now(),
-		conns: map[string]*conn{}, ikeIn: make(chan datagram, ikeQueue), counters: &metrics.Counters{},
+		conns: map[string]*conn{}, ikeIn: make(chan datagram, ikeQueue), trapIn: make(chan policy.Tuple, trapQueue), counters: &metrics.Counters{},
 		stop: make(chan struct{}), nattPort: cfg.Gateway.NATTPort}
 	g.ikeLog = newIKELogHandler(log.Handler(), g.counters)
 	if err := g.open(); err != nil {
@@ -113,8 +115,9 @@ func New(cfg *config.Config, opts Options, log *slog.Logger) (*Gateway, error) {
 	for _, c := range cfg.Connections {
 		g.order = append(g.order, c.Name)
 	}
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go g.ikeLoop()
+	go g.trapLoop()
 	for _, cs := range g.connList() {
 		cs.start()
 	}
@@ -132,6 +135,7 @@ func (g *Gateway) open() error {
 		NATTPort:  natt,
 		Logger:    g.log,
 		IKE:       func(b []byte, from netip.AddrPort) { g.enqueueIKE(b, from, true) },
+		NoPolicy:  g.enqueueTrap,
 	})
 	if err != nil {
 		return err

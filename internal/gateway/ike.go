@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +45,9 @@ type conn struct {
 	pending map[string]*installed
 	remote  netip.AddrPort // the peer's IKE address when its CHILD_SA was last installed
 	ikeSeen map[[2]uint64]time.Time
+	// traps are the children whose trap is in the dataplane (trap.go),
+	// by [children] name.
+	traps map[string]bool
 }
 
 // installed is a CHILD_SA in the dataplane.
@@ -92,29 +94,34 @@ func dpName(connName, child string) string { return connName + "/" + child }
 func (g *Gateway) newConn(c config.Connection, cfg *config.Config, gr *group) *conn {
 	return &conn{g: g, conf: c, psk: connPSK(cfg, c), log: g.log.With("conn", c.Name), grp: gr,
 		children: map[uint32]*installed{}, current: map[string]uint32{}, pending: map[string]*installed{},
-		ikeSeen: map[[2]uint64]time.Time{}}
+		ikeSeen: map[[2]uint64]time.Time{}, traps: map[string]bool{}}
 }
 
 // canInitiate: the connection has a peer address to initiate to.
 func (cs *conn) canInitiate() bool { return !cs.conf.RemoteAny && len(cs.conf.RemoteAddrs) > 0 }
 
-// wantsStart: some child says start (or trap, which cannot be hooked yet).
+// wantsStart: some child says start.
 func (cs *conn) wantsStart() bool {
 	if !cs.canInitiate() {
 		return false
 	}
 	for _, ch := range cs.conf.Children {
-		if ch.StartAction == config.StartStart || ch.StartAction == config.StartTrap {
+		if ch.StartAction == config.StartStart {
 			return true
 		}
 	}
 	return false
 }
 
+// start arms the traps of the children with start_action = trap and
+// initiates if some child says start.
 func (cs *conn) start() {
-	if ts := cs.trapAsStart(); len(ts) > 0 && cs.canInitiate() {
-		cs.log.Warn("trap acts as start: the dataplane reports no packet without an SA yet, so these children are negotiated at once instead of on their first packet",
-			"children", ts)
+	for _, name := range cs.trappedAtStart() {
+		if !cs.canInitiate() {
+			cs.log.Warn("start_action = trap needs a peer address to initiate to (remote_addrs); child not trapped", "child", name)
+			continue
+		}
+		cs.armTrap(name, "start_action")
 	}
 	if !cs.wantsStart() {
 		return
@@ -126,27 +133,13 @@ func (cs *conn) start() {
 	cs.log.Info("initiating", "remote", cs.conf.RemoteAddrs[0].String())
 }
 
-// trapAsStart lists the children, as "child: key, ...", whose
-// start_action, dpd_action or close_action is trap. The dataplane counts
-// an outbound packet no CHILD_SA covers as no_policy and calls nobody (nor
-// routes such selectors into its TUN device), so Manager.Trap cannot be
-// driven by traffic: start_action = trap initiates at startup, dpd_action
-// = trap restarts at once and close_action = trap negotiates again at once.
-func (cs *conn) trapAsStart() []string {
+// trappedAtStart lists the children with start_action = trap, in file
+// order.
+func (cs *conn) trappedAtStart() []string {
 	var out []string
 	for _, ch := range cs.conf.Children {
-		var keys []string
 		if ch.StartAction == config.StartTrap {
-			keys = append(keys, "start_action")
-		}
-		if ch.DPDAction == config.DPDTrap {
-			keys = append(keys, "dpd_action")
-		}
-		if ch.CloseAction == config.CloseTrap {
-			keys = append(keys, "close_action")
-		}
-		if len(keys) > 0 {
-			out = append(out, ch.Name+": "+strings.Join(keys, ", "))
+			out = append(out, ch.Name)
 		}
 	}
 	return out
@@ -333,6 +326,11 @@ func (cs *conn) install(c *ike.ChildSA, replaces *ike.ChildSA) error {
 	for _, s := range c.RemoteTS {
 		inst.remoteTS = append(inst.remoteTS, s.String())
 	}
+	if chConf.StartAction != config.StartTrap {
+		// A trap armed by dpd_action or close_action has done its job;
+		// start_action = trap stays armed for the next time it is down.
+		cs.disarmTrap(c.Name)
+	}
 	cs.mu.Lock()
 	cs.children[c.InboundSPI] = inst
 	cs.current[name] = c.InboundSPI
@@ -405,12 +403,16 @@ func (cs *conn) uninstall(c *ike.ChildSA, peerClosed bool) {
 // closed applies a child's close_action after the peer deleted it: none
 // leaves it down; start negotiates it again at once (CREATE_CHILD_SA, or
 // a new IKE SA with all the connection's children if the peer deleted
-// the IKE SA); trap, which the dataplane cannot hook yet (see trapAsStart),
-// does the same as start.
+// the IKE SA); trap arms its trap, so that its next packet negotiates it.
 func (cs *conn) closed(child string) {
 	ch, ok := cs.conf.Child(child)
 	if !ok || ch.CloseAction == config.CloseNone || !cs.canInitiate() {
 		cs.log.Info("CHILD_SA closed by the peer", "child", child, "close_action", "none")
+		return
+	}
+	if ch.CloseAction == config.CloseTrap {
+		cs.log.Info("CHILD_SA closed by the peer", "child", child, "close_action", "trap")
+		cs.armTrap(child, "close_action") // the dataplane only: safe inside the manager's lock
 		return
 	}
 	// The manager's lock is held here (we are inside its OnChild): ask
@@ -496,6 +498,11 @@ func (cs *conn) reconcile() {
 	for i, inst := range stale {
 		cs.remove(inst, spis[i], cur[i])
 		cs.log.Info("CHILD_SA cleared: its IKE_SA is gone", "child", inst.child, "spi_in", status.SPI32(spis[i]))
+		// The IKE SA went without a DELETE: the peer was found dead (or
+		// restarted). dpd_action = trap waits for the next packet.
+		if ch, ok := cs.conf.Child(inst.child); ok && cur[i] && ch.DPDAction == config.DPDTrap && cs.canInitiate() {
+			cs.armTrap(inst.child, "dpd_action")
+		}
 	}
 	cs.observe()
 }
@@ -518,6 +525,7 @@ func (cs *conn) close() {
 	for spi, inst := range children {
 		cs.remove(inst, spi, current[inst.dpName] == spi)
 	}
+	cs.disarmAll()
 	if kl := cs.g.keylog; kl != nil {
 		cs.mu.Lock()
 		for k := range cs.ikeSeen {

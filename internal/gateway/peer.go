@@ -117,10 +117,9 @@ func peerFor(c config.Connection, gw config.Gateway, psk func(l, r config.Identi
 		if ch.RekeyTime > 0 {
 			p.ChildRekeyTime[ch.Name] = ch.RekeyTime
 		}
-		// trap cannot be hooked into the dataplane yet (it routes
-		// nothing into the TUN device before a CHILD_SA exists), so a
-		// trapped child is re-initiated at once, as restart does.
-		if ch.DPDAction == config.DPDRestart || ch.DPDAction == config.DPDTrap {
+		// dpd_action = trap is the gateway's: it arms the child's trap
+		// once the dead IKE SA's CHILD_SAs are cleared (conn.reconcile).
+		if ch.DPDAction == config.DPDRestart {
 			p.Restart = true
 		}
 	}
