@@ -29,11 +29,15 @@ func Call(socket string, req Request) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Write(append(b, '\n')); err != nil {
-		return nil, fmt.Errorf("sending to the gateway on %s: %s", socket, sysErr(err))
-	}
+	// A gateway that refuses us (busy, wrong user) answers and closes at
+	// once, so our write may fail with EPIPE while its answer already sits
+	// in our receive buffer: read it before reporting the write error.
+	_, werr := conn.Write(append(b, '\n'))
 	line, err := bufio.NewReader(io.LimitReader(conn, MaxResponse)).ReadBytes('\n')
 	if err != nil && (len(line) == 0 || !errors.Is(err, io.EOF)) {
+		if werr != nil {
+			return nil, fmt.Errorf("sending to the gateway on %s: %s", socket, sysErr(werr))
+		}
 		return nil, fmt.Errorf("no answer from the gateway on %s: %s", socket, sysErr(err))
 	}
 	var resp Response
