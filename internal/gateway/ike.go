@@ -444,10 +444,8 @@ func (cs *conn) remove(inst *installed, inSPI uint32, isCurrent bool) {
 }
 
 // retireGrace is how long the inbound SA a rekey replaced keeps
-// accepting packets after its DELETE: long enough for packets queued
-// behind a stalled reader on a loaded machine, short enough that keys
-// do not outlive their SA by much.
-const retireGrace = 3 * time.Second
+// accepting packets after its DELETE.
+const retireGrace = time.Second
 
 // retire drops an inbound SPI (if it is not current) and wipes the pair.
 func (cs *conn) retire(inst *installed, inSPI uint32) {
