@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/isle-ipsec/isle/internal/netns"
+	"github.com/isle-ipsec/isle/internal/status"
 )
 
 // startTrapLab is startIKELab with the left gateway's children set to
@@ -56,6 +58,27 @@ func (l *ikeLab) ikeSAs(g *ikeGW) int {
 	return n
 }
 
+// traps lists what `isle status --json` shows armed and waiting for
+// connection site, as "child(reason) local === remote".
+func (l *ikeLab) traps(g *ikeGW) []string {
+	l.t.Helper()
+	_, raw := l.status(g)
+	var st status.Status
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		l.t.Fatalf("isle status --json (%s): %v\n%s", g.side, err, raw)
+	}
+	var out []string
+	for _, c := range st.Connections {
+		if c.Name != "site" {
+			continue
+		}
+		for _, tr := range c.Traps {
+			out = append(out, tr.Name+"("+tr.Reason+") "+strings.Join(tr.LocalTS, " ")+" === "+strings.Join(tr.RemoteTS, " "))
+		}
+	}
+	return out
+}
+
 // expectIdle checks that no IKE SA exists on either side and the left
 // gateway has not initiated since it started.
 func (l *ikeLab) expectIdle(when string) {
@@ -84,6 +107,17 @@ func TestTrapStart(t *testing.T) {
 		t.Errorf("the trap does not route %s into isle0: %v\n%s", netns.HR4, err, out)
 	}
 
+	traps := l.traps(l.left)
+	if len(traps) != 1 || !strings.HasPrefix(traps[0], "lan(start_action) ") {
+		t.Errorf("left status before any packet: traps %q, want lan armed by start_action", traps)
+	}
+	if out, err := l.isle(l.left, "status"); err != nil || !strings.Contains(out, "  lan: TRAPPED (start_action), ") {
+		t.Errorf("left isle status does not show the trap: %v\n%s", err, out)
+	}
+	if traps := l.traps(l.right); len(traps) != 0 {
+		t.Errorf("right (a responder) shows traps %q", traps)
+	}
+
 	took := l.waitPing(10 * time.Second)
 	t.Logf("first ping answered %v after the first one was sent", took)
 	l.waitLog(l.left, "trap: packet without an SA, negotiating", time.Second)
@@ -103,6 +137,9 @@ func TestTrapStart(t *testing.T) {
 	st, raw := l.status(l.left)
 	if s := st.Connections[0].IKESAs[0]; !s.Initiator || s.State != "ESTABLISHED" {
 		t.Errorf("left is not the initiator of an established IKE SA: %s", raw)
+	}
+	if traps := l.traps(l.left); len(traps) != 0 {
+		t.Errorf("left status shows traps %q while the CHILD_SA is installed", traps)
 	}
 	if n := l.ikeSAs(l.left); n != 1 {
 		t.Errorf("left has %d IKE SAs after the trap, want 1 (repeats must not initiate again)", n)

@@ -46,8 +46,10 @@ type conn struct {
 	remote  netip.AddrPort // the peer's IKE address when its CHILD_SA was last installed
 	ikeSeen map[[2]uint64]time.Time
 	// traps are the children whose trap is in the dataplane (trap.go),
-	// by [children] name.
-	traps map[string]bool
+	// by [children] name; trapWhy is the setting that armed each, for
+	// status.
+	traps   map[string]bool
+	trapWhy map[string]string
 }
 
 // installed is a CHILD_SA in the dataplane.
@@ -598,6 +600,7 @@ func (cs *conn) status(now time.Time) status.Connection {
 		}
 		out.IKESAs = append(out.IKESAs, is)
 	}
+	out.Traps = cs.waitingTraps()
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/isle-ipsec/isle/ike"
+	"github.com/isle-ipsec/isle/internal/status"
 	"github.com/isle-ipsec/isle/policy"
 )
 
@@ -117,6 +118,10 @@ func (cs *conn) armTrap(child, why string) {
 	}
 	cs.mu.Lock()
 	cs.traps[child] = true
+	if cs.trapWhy == nil {
+		cs.trapWhy = map[string]string{}
+	}
+	cs.trapWhy[child] = why
 	cs.mu.Unlock()
 	cs.log.Info("trap armed: the first packet for the child negotiates it", "child", child, "because", why)
 }
@@ -126,6 +131,7 @@ func (cs *conn) disarmTrap(child string) {
 	cs.mu.Lock()
 	armed := cs.traps[child]
 	delete(cs.traps, child)
+	delete(cs.trapWhy, child)
 	cs.mu.Unlock()
 	if armed {
 		cs.g.dp.RemoveTrap(dpName(cs.conf.Name, child))
@@ -145,4 +151,29 @@ func (cs *conn) disarmAll() {
 	for _, name := range names {
 		cs.disarmTrap(name)
 	}
+}
+
+// waitingTraps lists, in file order, the children whose trap is armed and
+// still waiting: a start_action trap stays armed while its CHILD_SA is
+// up, but then it is not what the child's traffic meets, so status shows
+// it only while no CHILD_SA of that name is installed. cs.mu is held.
+func (cs *conn) waitingTraps() []status.Trap {
+	var out []status.Trap
+	for _, ch := range cs.conf.Children {
+		if !cs.traps[ch.Name] {
+			continue
+		}
+		if _, up := cs.current[dpName(cs.conf.Name, ch.Name)]; up {
+			continue
+		}
+		tr := status.Trap{Name: ch.Name, Reason: cs.trapWhy[ch.Name]}
+		for _, s := range ch.LocalTS {
+			tr.LocalTS = append(tr.LocalTS, s.String())
+		}
+		for _, s := range ch.RemoteTS {
+			tr.RemoteTS = append(tr.RemoteTS, s.String())
+		}
+		out = append(out, tr)
+	}
+	return out
 }

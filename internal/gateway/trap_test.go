@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/isle-ipsec/isle/internal/status"
 	"github.com/isle-ipsec/isle/policy"
 )
 
@@ -96,5 +98,37 @@ func TestTrapFor(t *testing.T) {
 	cs.traps["dpd"] = true
 	if got, _ := cs.trapFor(tuple("10.1.2.5", "10.2.2.9")); got != "dpd" {
 		t.Errorf("armed dpd trap: trapFor = %q", got)
+	}
+}
+
+// TestWaitingTraps: status lists the armed traps in file order with the
+// setting that armed them and the child's selectors, and hides a
+// start_action trap while its CHILD_SA is installed.
+func TestWaitingTraps(t *testing.T) {
+	cfg := parse(t, fmt.Sprintf(trapConfig, "trap"))
+	cs := &conn{conf: cfg.Connections[0], current: map[string]uint32{},
+		traps:   map[string]bool{"plain": true, "trapped": true, "dpd": true},
+		trapWhy: map[string]string{"plain": "start_action", "trapped": "close_action", "dpd": "dpd_action"}}
+	names := func(traps []status.Trap) string {
+		var l []string
+		for _, tr := range traps {
+			l = append(l, fmt.Sprintf("%s(%s) %v === %v", tr.Name, tr.Reason, tr.LocalTS, tr.RemoteTS))
+		}
+		return strings.Join(l, "; ")
+	}
+	want := "plain(start_action) [10.1.0.0/24] === [10.2.0.0/24]; trapped(close_action) [10.1.1.0/24] === [10.2.1.0/24]; " +
+		"dpd(dpd_action) [10.1.2.0/24] === [10.2.2.0/24]"
+	if got := names(cs.waitingTraps()); got != want {
+		t.Errorf("all armed: waitingTraps = %s\nwant %s", got, want)
+	}
+	cs.current[dpName("site", "plain")] = 0xc0ffee
+	delete(cs.traps, "dpd")
+	want = "trapped(close_action) [10.1.1.0/24] === [10.2.1.0/24]"
+	if got := names(cs.waitingTraps()); got != want {
+		t.Errorf("plain up, dpd disarmed: waitingTraps = %s\nwant %s", got, want)
+	}
+	cs.traps = map[string]bool{}
+	if got := cs.waitingTraps(); got != nil {
+		t.Errorf("none armed: waitingTraps = %v", got)
 	}
 }

@@ -40,6 +40,20 @@ type Gateway struct {
 type Connection struct {
 	Name   string  `json:"name"`
 	IKESAs []IKESA `json:"ike_sas"`
+	// Traps are the children whose trap is armed and waiting for a
+	// packet: none of them has a CHILD_SA installed.
+	Traps []Trap `json:"traps,omitempty"`
+}
+
+// Trap is a child whose trap (start_action, dpd_action or close_action =
+// "trap") is armed in the dataplane: its first packet negotiates it.
+type Trap struct {
+	Name     string   `json:"name"`
+	LocalTS  []string `json:"local_ts"`
+	RemoteTS []string `json:"remote_ts"`
+	// Reason is the setting that armed it: "start_action", "dpd_action"
+	// or "close_action".
+	Reason string `json:"reason"`
 }
 
 // IKESA is one IKE_SA. SPIs are 16 hex digits, as swanctl prints them.
@@ -213,6 +227,16 @@ func (s Status) MarshalJSON() ([]byte, error) {
 			ike.Children = slices.Clone(ike.Children)
 			for k := range ike.Children {
 				ike.Children[k].fillLists()
+			}
+		}
+		c.Traps = slices.Clone(c.Traps)
+		for j := range c.Traps {
+			tr := &c.Traps[j]
+			if tr.LocalTS == nil {
+				tr.LocalTS = []string{}
+			}
+			if tr.RemoteTS == nil {
+				tr.RemoteTS = []string{}
 			}
 		}
 	}

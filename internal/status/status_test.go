@@ -41,12 +41,14 @@ func sample() *Status {
 						Proposal: "HMAC_SHA2_256_128", SPIIn: "00001234", SPIOut: "00005678",
 						LocalTS: []string{"192.0.2.1/32"}, RemoteTS: []string{"192.0.2.2/32"}, InstalledS: 90061},
 				},
-			}}},
+			}}, Traps: []Trap{{Name: "dmz", LocalTS: []string{"10.1.9.0/24"}, RemoteTS: []string{"10.2.9.0/24", "10.3.9.0/24"},
+				Reason: "close_action"}}},
 			{Name: "branch", IKESAs: []IKESA{{
 				State: "CONNECTING", Local: "[2001:db8::1]:500", Remote: "[2001:db8::2]:500",
 				SPIi: "a1a2a3a4a5a6a7a8", SPIr: "0000000000000000",
 			}}},
-			{Name: "idle"},
+			{Name: "idle", Traps: []Trap{{Name: "lan", LocalTS: []string{"10.1.0.0/24"}, RemoteTS: []string{"10.2.0.0/24"},
+				Reason: "start_action"}}},
 		},
 		Manual: []ManualSA{{Local: "198.18.0.1", Remote: "198.18.0.2", Child: Child{
 			Name: "lab", State: "INSTALLED", Protocol: "ESP", Mode: "TUNNEL",
@@ -115,7 +117,8 @@ func TestTextLines(t *testing.T) {
 		"    installed 1d1h ago, replay window off\n",
 		"branch: CONNECTING, IKEv2, a1a2a3a4a5a6a7a8_i 0000000000000000_r*\n",
 		"  local  2001:db8::1[500]\n",
-		"idle: no IKE_SA\n",
+		"idle: no IKE_SA\n  lan: TRAPPED (start_action), 10.1.0.0/24 === 10.2.0.0/24\n",
+		"    remote 192.0.2.2/32\n  dmz: TRAPPED (close_action), 10.1.9.0/24 === 10.2.9.0/24 10.3.9.0/24\nbranch:",
 		"lab: MANUAL, 198.18.0.1 === 198.18.0.2\n",
 		"    in  00002001,          1 bytes,        1 packets,    2h ago\n",
 		"dropped: auth_failed 5, no_policy 3, replay 2\n",
@@ -172,6 +175,14 @@ func TestJSONContract(t *testing.T) {
 	if child["bytes_out"].(float64) != 1234567 || ike["initiator"] != true || child["encap"] != true {
 		t.Errorf("values lost: %s", b)
 	}
+	trap := conn["traps"].([]any)[0].(map[string]any)
+	need("trap", trap, "name", "local_ts", "remote_ts", "reason")
+	if trap["reason"] != "close_action" || trap["name"] != "dmz" {
+		t.Errorf("trap values lost: %v", trap)
+	}
+	if _, ok := v["connections"].([]any)[1].(map[string]any)["traps"]; ok {
+		t.Errorf("a connection without traps lists them: %s", b)
+	}
 	manual := v["manual"].([]any)[0].(map[string]any)
 	need("manual", manual, "name", "local", "remote", "spi_in", "spi_out", "proposal")
 
@@ -191,7 +202,8 @@ func TestJSONContract(t *testing.T) {
 
 // TestJSONEmptyLists: an idle gateway's lists are [], never null.
 func TestJSONEmptyLists(t *testing.T) {
-	st := Status{Connections: []Connection{{Name: "a", IKESAs: []IKESA{{State: "CONNECTING", Children: []Child{{Name: "c"}}}}}, {Name: "b"}}}
+	st := Status{Connections: []Connection{{Name: "a", IKESAs: []IKESA{{State: "CONNECTING", Children: []Child{{Name: "c"}}}}},
+		{Name: "b", Traps: []Trap{{Name: "t", Reason: "dpd_action"}}}}}
 	b, err := json.Marshal(st)
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +216,13 @@ func TestJSONEmptyLists(t *testing.T) {
 			t.Errorf("%s lacks %s", b, want)
 		}
 	}
-	if st.Connections[1].IKESAs != nil || st.Connections[0].IKESAs[0].Children[0].LocalTS != nil {
+	if !bytes.Contains(b, []byte(`"traps":[{"name":"t","local_ts":[],"remote_ts":[],"reason":"dpd_action"}]`)) {
+		t.Errorf("%s: a trap's selector lists must be []", b)
+	}
+	if bytes.Count(b, []byte(`"traps"`)) != 1 {
+		t.Errorf("%s: traps must be omitted where there are none", b)
+	}
+	if st.Connections[1].IKESAs != nil || st.Connections[0].IKESAs[0].Children[0].LocalTS != nil || st.Connections[1].Traps[0].LocalTS != nil {
 		t.Error("MarshalJSON changed the caller's status")
 	}
 	b, _ = json.Marshal(Status{})

@@ -23,8 +23,10 @@ import (
 //	    out c5a6b7d8,        840 bytes,       10 packets,     1s ago
 //	    local  10.1.0.0/24
 //	    remote 10.2.0.0/24
+//	  dmz: TRAPPED (start_action), 10.1.9.0/24 === 10.2.9.0/24
 //
-// The star marks our side of the IKE_SA, as in swanctl. Durations are
+// A TRAPPED line is a child with no CHILD_SA whose trap waits for its
+// first packet, and the setting that armed it. The star marks our side of the IKE_SA, as in swanctl. Durations are
 // compact ("1h2m3s") rather than swanctl's bare seconds.
 func WriteText(w io.Writer, st *Status) error {
 	p := &printer{w: w}
@@ -37,6 +39,10 @@ func WriteText(w io.Writer, st *Status) error {
 		}
 		for _, ike := range c.IKESAs {
 			p.ikeSA(c.Name, &ike)
+		}
+		for _, tr := range c.Traps {
+			p.line("  %s: TRAPPED (%s), %s === %s", tr.Name, tr.Reason,
+				strings.Join(tr.LocalTS, " "), strings.Join(tr.RemoteTS, " "))
 		}
 	}
 	for _, m := range st.Manual {
