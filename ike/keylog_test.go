@@ -1,10 +1,12 @@
 package ike
 
 import (
+	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/isle-ipsec/isle/internal/keylog"
 	"github.com/isle-ipsec/isle/internal/testenv"
 )
 
@@ -84,19 +87,27 @@ func TestKeyLogWireshark(t *testing.T) {
 				t.Fatal(err)
 			}
 			l.run(t, i, r)
-			line, ok := i.KeyLogLine()
+			ik, ok := i.SecretKeys()
 			if !ok || r.State() != StateEstablished {
-				t.Fatalf("no key log line (%v)", r.State())
+				t.Fatalf("no keys (%v)", r.State())
 			}
-			if other, _ := r.KeyLogLine(); other != line {
-				t.Fatalf("the two ends log different keys:\n%s\n%s", line, other)
+			if rk, _ := r.SecretKeys(); !reflect.DeepEqual(ik, rk) {
+				t.Fatalf("the two ends have different keys:\n%+v\n%+v", ik, rk)
 			}
 			dir := t.TempDir()
 			writePcap(t, filepath.Join(dir, "ike.pcap"), dirs, datagrams)
 			if err := os.MkdirAll(filepath.Join(dir, "wireshark"), 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(dir, "wireshark", "ikev2_decryption_table"), []byte(line+"\n"), 0o600); err != nil {
+			kl, err := keylog.Open(filepath.Join(dir, "wireshark"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := kl.AddIKE(keylogIKE(ik)); err != nil {
+				t.Fatal(err)
+			}
+			line, err := os.ReadFile(filepath.Join(dir, "wireshark", keylog.IKEFile))
+			if err != nil {
 				t.Fatal(err)
 			}
 			cmd := exec.Command(tshark, "-r", filepath.Join(dir, "ike.pcap"), "-V")
@@ -121,7 +132,18 @@ func TestKeyLogWireshark(t *testing.T) {
 	}
 	left, right := pair(t, "chacha20poly1305-prfsha256-x25519", "aes128gcm16")
 	i, _, _ := establish(t, left, right)
-	if _, ok := i.KeyLogLine(); ok {
-		t.Error("a ChaCha20 key log line Wireshark cannot use")
+	k, _ := i.SecretKeys()
+	kl, err := keylog.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := kl.AddIKE(keylogIKE(k)); !errors.Is(err, keylog.ErrUnsupported) {
+		t.Errorf("a ChaCha20 key log line Wireshark cannot use: %v", err)
+	}
+}
+
+// keylogIKE is what the gateway hands the key log for an IKE SA.
+func keylogIKE(k SecretKeys) keylog.IKE {
+	return keylog.IKE{SPIi: k.SPIi, SPIr: k.SPIr, Enc: k.Enc.Alg, EncKeyBits: k.Enc.KeyBits,
+		SKei: k.SKei, SKer: k.SKer, Integ: k.Integ, SKai: k.SKai, SKar: k.SKar}
 }

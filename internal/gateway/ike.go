@@ -13,6 +13,7 @@ import (
 	"github.com/isle-ipsec/isle/ike/message"
 	"github.com/isle-ipsec/isle/internal/config"
 	"github.com/isle-ipsec/isle/internal/dataplane"
+	"github.com/isle-ipsec/isle/internal/keylog"
 	"github.com/isle-ipsec/isle/internal/status"
 	"github.com/isle-ipsec/isle/policy"
 	"github.com/isle-ipsec/isle/sa"
@@ -190,8 +191,11 @@ func (cs *conn) observe() {
 		if kl != nil {
 			if s := cs.mgr.IKESA(cs.conf.Name); s != nil {
 				if i, r := s.SPIs(); i == st.SPIi && r == st.SPIr {
-					if line, ok := s.KeyLogLine(); ok {
-						if err := kl.AddIKELine(i, r, line); err != nil {
+					if k, ok := s.SecretKeys(); ok {
+						if err := kl.AddIKE(keylog.IKE{
+							SPIi: k.SPIi, SPIr: k.SPIr, Enc: k.Enc.Alg, EncKeyBits: k.Enc.KeyBits,
+							SKei: k.SKei, SKer: k.SKer, Integ: k.Integ, SKai: k.SKai, SKar: k.SKar,
+						}); err != nil {
 							cs.log.Warn("keylog", "err", err)
 						}
 					}

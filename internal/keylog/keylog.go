@@ -185,23 +185,6 @@ func (w *Writer) AddIKE(k IKE) error {
 	return w.writeIKE()
 }
 
-// AddIKELine writes a line the negotiator formatted already
-// (ike.IKESA.KeyLogLine); it must start with the two SPIs as 16 hex
-// digits each, as every line of the table does.
-func (w *Writer) AddIKELine(spii, spir uint64, line string) error {
-	if prefix := fmt.Sprintf("%016x,%016x,", spii, spir); !strings.HasPrefix(line, prefix) || strings.ContainsAny(line, "\r\n") {
-		return fmt.Errorf("keylog: not an ikev2_decryption_table line for SPIs %016x/%016x", spii, spir)
-	}
-	key := [2]uint64{spii, spir}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, ok := w.ike[key]; !ok {
-		w.ikeOrder = append(w.ikeOrder, key)
-	}
-	w.ike[key] = line
-	return w.writeIKE()
-}
-
 // RemoveIKE forgets the IKE_SA with these SPIs.
 func (w *Writer) RemoveIKE(spii, spir uint64) error {
 	key := [2]uint64{spii, spir}

@@ -151,16 +151,11 @@ func TestSAConfigAndLines(t *testing.T) {
 	}
 
 	line := `0000000000000001,0000000000000002,00,01,"AES-GCM-128 with 16 octet ICV [RFC5282]",,,"NONE [RFC4306]"`
-	if err := w.AddIKELine(1, 2, line); err != nil {
+	if err := w.AddIKE(IKE{SPIi: 1, SPIr: 2, Enc: sa.EncAESGCM16, EncKeyBits: 128, SKei: []byte{0}, SKer: []byte{1}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := read(t, filepath.Join(w.Dir(), IKEFile)); got != header+line+"\n" {
 		t.Errorf("ikev2_decryption_table: %q", got)
-	}
-	for _, bad := range []string{line + "\n0000000000000003,", "0000000000000001,0000000000000003,00", ""} {
-		if err := w.AddIKELine(1, 2, bad); err == nil {
-			t.Errorf("AddIKELine(%q) accepted it", bad)
-		}
 	}
 	w.RemoveIKE(1, 2)
 	if got := read(t, filepath.Join(w.Dir(), IKEFile)); got != header {
